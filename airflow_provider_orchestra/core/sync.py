@@ -1,0 +1,115 @@
+"""The sync point policy: named sync points, progress and the quorum decision.
+
+Both runtimes (the native graph's sync_point_manager and the Airflow quorum sensor) call
+``evaluate_sync`` with what they observe; neither keeps a policy of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+
+from airflow_provider_orchestra.core.dependencies import topological_order
+from airflow_provider_orchestra.core.models import SyncDecision, SyncPolicy
+
+ALL_BRANCHES = "all_branches"
+COMPLETE = 1.0
+
+
+def order_sync_points(
+    sync_points: Mapping[str, Sequence[str]],
+    branch_dependencies: Mapping[str, Sequence[str]],
+    branch_ids: Sequence[str],
+) -> list[tuple[str, list[str]]]:
+    """Named sync points in the order branch_dependencies imply.
+
+    Sync point Q comes after P when a member of Q depends on a member of P. With no sync
+    points declared, every branch forms one sync point named ``all_branches``. Members
+    that are not among ``branch_ids`` are ignored.
+    """
+    known = set(branch_ids)
+    if not sync_points:
+        return [(ALL_BRANCHES, list(branch_ids))]
+    members = {name: [b for b in bs if b in known] for name, bs in sync_points.items()}
+    owner: dict[str, set[str]] = {}
+    for name, bs in members.items():
+        for b in bs:
+            owner.setdefault(b, set()).add(name)
+    point_deps: dict[str, set[str]] = {name: set() for name in members}
+    for name, bs in members.items():
+        for b in bs:
+            for needed in branch_dependencies.get(b, ()):
+                point_deps[name] |= owner.get(needed, set()) - {name}
+    order = topological_order(list(members), point_deps)
+    return [(name, members[name]) for name in order]
+
+
+def sync_progress(required: Collection[str], succeeded: Collection[str]) -> float:
+    """Completed required branches / required branches; an empty sync point is complete."""
+    if not required:
+        return COMPLETE
+    return sum(1 for b in required if b in succeeded) / len(required)
+
+
+def evaluate_sync(
+    *,
+    sync_points: Mapping[str, Sequence[str]],
+    branch_dependencies: Mapping[str, Sequence[str]],
+    branch_ids: Sequence[str],
+    succeeded: Collection[str],
+    failed: Collection[str],
+    elapsed_seconds: float,
+    policy: SyncPolicy,
+) -> SyncDecision:
+    """Decide what the sync point does now.
+
+    Walk the sync points in order; the first one not at 100% is the current one.
+    - progress >= 1.0 everywhere -> completed / proceed_to_data_merge
+    - progress >= quorum (0.75) -> waiting_final; conditional_proceed once the conditional
+      timeout has passed (or nothing is left running), else continue_waiting. Every later
+      sync point must be at quorum too before the run goes on.
+    - below quorum -> waiting / continue_waiting; past the overall timeout, or when nothing
+      is left running, timeout / timeout_recovery.
+    Timeouts count from the start of the round. ``failed`` are branches that ended without
+    success (after their retries); they never count as completed.
+    """
+    succeeded, failed = set(succeeded), set(failed)
+    ordered = order_sync_points(sync_points, branch_dependencies, branch_ids)
+    current: tuple[str, list[str], float] | None = None
+    status, action = "completed", "proceed_to_data_merge"
+    for name, required in ordered:
+        progress = sync_progress(required, succeeded)
+        if progress >= COMPLETE:
+            continue
+        pending = [b for b in required if b not in succeeded and b not in failed]
+        if progress >= policy.quorum:
+            point_status = "waiting_final"
+            timed_out = elapsed_seconds >= policy.conditional_timeout_seconds
+            point_action = "conditional_proceed" if timed_out or not pending else "continue_waiting"
+        else:
+            timed_out = elapsed_seconds >= policy.overall_timeout_seconds
+            point_status = "timeout" if timed_out or not pending else "waiting"
+            point_action = "timeout_recovery" if point_status == "timeout" else "continue_waiting"
+        if current is None:
+            current = (name, required, progress)
+            status, action = point_status, point_action
+        elif action == "conditional_proceed" and point_action != "conditional_proceed":
+            # A later sync point below quorum holds the run back.
+            action = point_action
+            if point_action == "timeout_recovery":
+                status = "timeout"
+        if action != "conditional_proceed":
+            break
+    if current is None:
+        name, required = ordered[-1] if ordered else (ALL_BRANCHES, [])
+        current = (name, required, COMPLETE)
+    name, required, progress = current
+    return SyncDecision(
+        sync_point=name,
+        progress=progress,
+        status=status,
+        next_action=action,
+        completed_branches=[b for b in required if b in succeeded],
+        remaining_branches=[b for b in required if b not in succeeded],
+        failed_branches=sorted(b for b in failed if b in set(branch_ids)),
+        elapsed_seconds=elapsed_seconds,
+    )
