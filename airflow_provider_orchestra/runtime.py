@@ -1,0 +1,238 @@
+"""The workflow's steps as plain functions, shared by the native graph and the Airflow
+operators so neither runtime holds logic of its own.
+
+Each step joins core/ (decisions), factory/ (agents and resources) and specialists/ (data
+work); adapters only move the small models these functions take and return.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_orchestra.core import analysis, balancing, integration, merging, quality_gate
+from airflow_provider_orchestra.core.models import (
+    SPECIALISTS,
+    AnalysisResult,
+    BatchDescriptor,
+    BranchAllocation,
+    BranchMetrics,
+    BranchResult,
+    BranchTask,
+    FinalReport,
+    GateResult,
+    MergeReport,
+    SpecialistName,
+    WorkflowConfig,
+    WorkflowMode,
+    parse_config,
+)
+from airflow_provider_orchestra.core.routing import CATEGORY_OF
+
+log = logging.getLogger(__name__)
+
+LEDGER_URL_ENV = "ORCHESTRA_LEDGER_URL"
+
+
+def load_config(data: Any) -> WorkflowConfig:
+    """Validate untrusted input; ConfigError names every offending field."""
+    return parse_config(data)
+
+
+def describe_batches(config: WorkflowConfig, *, connections=None) -> list[BatchDescriptor]:
+    """Measure every batch of the queue (cheaply: metadata, streamed counts)."""
+    from airflow_provider_orchestra.specialists.io import describe_source
+
+    roots = config.storage.data_roots
+    deps = config.branch_dependencies
+    described = []
+    for batch in config.batches:
+        d = describe_source(batch, roots=roots, connections=connections)
+        described.append(d.model_copy(update={"depends_on": list(deps.get(batch.batch_id, []))}))
+    return described
+
+
+def default_ledger_url(config: WorkflowConfig | None = None) -> str:
+    """$ORCHESTRA_LEDGER_URL, else a SQLite file under the output root."""
+    url = os.environ.get(LEDGER_URL_ENV)
+    if url:
+        return url
+    root = Path(config.storage.output_root if config else "output")
+    return str(root / "_state" / "ledger.sqlite")
+
+
+def open_factory(
+    url: str | None = None,
+    *,
+    config: WorkflowConfig | None = None,
+    capacity: dict[str, Any] | None = None,
+    template_set: str = "default",
+):
+    """An AgentFactory over the ledger at ``url`` (SQLite path or postgresql:// URL)."""
+    from airflow_provider_orchestra.factory import AgentFactory
+
+    return AgentFactory.from_url(url or default_ledger_url(config), capacity=capacity, template_set=template_set)
+
+
+def resource_snapshot(factory) -> analysis.ResourceSnapshot:
+    """The ledger's view plus this machine's load and memory."""
+    snap = factory.ledger.snapshot()
+    cpus = os.cpu_count() or 1
+    try:
+        load_1m = os.getloadavg()[0]
+    except OSError:
+        load_1m = 0.0
+    return analysis.ResourceSnapshot(
+        cpu_capacity=snap.capacity.cpu,
+        memory_capacity_mb=snap.capacity.memory_mb,
+        max_agents=snap.capacity.max_agents,
+        cpu_used=snap.used.cpu,
+        memory_used_mb=snap.used.memory_mb,
+        agents_used=snap.used.agents,
+        machine_cpus=cpus,
+        machine_load_1m=load_1m,
+        machine_memory_available_mb=_memory_available_mb(),
+    )
+
+
+def _memory_available_mb() -> float | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def analyze_run(config: WorkflowConfig, descriptors: Sequence[BatchDescriptor], factory) -> AnalysisResult:
+    """The data_batch_analyzer step."""
+    return analysis.analyze(config, descriptors, resource_snapshot(factory))
+
+
+def plan_tasks(
+    config: WorkflowConfig, allocations: Iterable[BranchAllocation], *, run_id: str
+) -> list[BranchTask]:
+    """One BranchTask per allocation: the payload of a Send / the kwargs of a mapped task."""
+    return [
+        BranchTask(
+            workflow_id=config.workflow_id,
+            run_id=run_id,
+            branch_id=a.branch_id,
+            round=a.round,
+            specialist=a.specialist,
+            allocation=a,
+            batch=config.batch(a.branch_id),
+            record_batch_rows=config.record_batch_rows,
+            storage=config.storage,
+        )
+        for a in allocations
+    ]
+
+
+def group_by_specialist(tasks: Iterable[BranchTask]) -> dict[SpecialistName, list[BranchTask]]:
+    """All five specialists as keys, each with its (possibly empty) list of tasks."""
+    grouped: dict[SpecialistName, list[BranchTask]] = {name: [] for name in SPECIALISTS}
+    for t in tasks:
+        grouped[t.specialist].append(t)
+    return grouped
+
+
+def failed_result(task: BranchTask, error: str, *, seconds: float | None = None, status: str = "failed") -> BranchResult:
+    """A branch that ended without output, with the reason."""
+    return BranchResult(
+        branch_id=task.branch_id,
+        specialist=task.specialist,
+        category=CATEGORY_OF[task.specialist],
+        status=status,
+        round=task.round,
+        metrics=BranchMetrics(execution_seconds=seconds),
+        error=error,
+    )
+
+
+def execute_branch(
+    task: BranchTask,
+    *,
+    factory,
+    holder: str,
+    saver=None,
+    thread_id: str | None = None,
+    connections=None,
+    on_progress: Callable[[dict], None] | None = None,
+) -> BranchResult:
+    """Run one branch through the agent factory: spec -> allocate -> instantiate -> run ->
+    record -> release (also on failure). Data problems come back as a failed result; a
+    missing template or an exhausted pool raises (the caller's retry may succeed later)."""
+    from airflow_provider_orchestra.factory.selection import required_capabilities_for
+    from airflow_provider_orchestra.factory.specification import TaskRequirements
+
+    requirements = TaskRequirements(
+        capabilities_needed=sorted(required_capabilities_for(task.specialist)),
+        description=f"{task.specialist} for branch {task.branch_id}",
+        batch_size=task.record_batch_rows,
+        resources=task.allocation.resources,
+    )
+    context = {"workflow_id": task.workflow_id, "run_id": task.run_id, "branch_id": task.branch_id, "round": task.round}
+    started = time.monotonic()
+    with factory.agent_for(requirements, holder=holder, context=context) as agent:
+        result = agent.run(task, saver=saver, thread_id=thread_id, connections=connections, on_progress=on_progress)
+    seconds = result.metrics.execution_seconds
+    factory.record_outcome(
+        agent.agent_type,
+        success=result.status == "success",
+        seconds=seconds if seconds is not None else time.monotonic() - started,
+        quality=result.metrics.quality,
+    )
+    return result
+
+
+def merge(config: WorkflowConfig, allocated: Sequence[str], results: Iterable[BranchResult], round: int) -> MergeReport:
+    """The branch_merger step over every allocated branch of the run (all rounds)."""
+    del config  # merging needs nothing from the config today; kept for a stable signature
+    return merging.merge_results(results, allocated=len(set(allocated)), round=round)
+
+
+def gate(config: WorkflowConfig, report: MergeReport, round: int, iteration_limit: int | None = None) -> GateResult:
+    """The quality_validator step."""
+    return quality_gate.decide(report, config.quality, round, iteration_limit or config.iteration_limit)
+
+
+def replan(
+    config: WorkflowConfig,
+    allocations: Sequence[BranchAllocation],
+    results: Iterable[BranchResult],
+    next_round: int,
+    revision: bool,
+) -> list[BranchAllocation]:
+    """The load_balancer step. A revision round also re-runs branches of weak quality."""
+    threshold = config.quality.approve_quality if revision else None
+    return balancing.replan(allocations, results, next_round, threshold)
+
+
+def integrate(
+    config: WorkflowConfig,
+    *,
+    run_id: str,
+    mode: WorkflowMode,
+    merge_report: MergeReport,
+    gate_result: GateResult,
+    results: Iterable[BranchResult],
+    timeline: Sequence[dict[str, Any]] = (),
+) -> FinalReport:
+    """The final_integrator step: build the report and write the integrated manifest."""
+    report = integration.build_final_report(
+        workflow_id=config.workflow_id,
+        run_id=run_id,
+        workflow_mode=mode,
+        merge=merge_report,
+        gate=gate_result,
+        results=results,
+        timeline=timeline,
+    )
+    return integration.write_integrated_output(report, config.storage.output_root)
