@@ -37,7 +37,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_throwaway_cluster() -> tuple[str, Path]:
+def _start_throwaway_cluster() -> tuple[str, list[str]]:
     pg_bin = Path(
         subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
     )
@@ -59,7 +59,8 @@ def _start_throwaway_cluster() -> tuple[str, Path]:
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("create database test")
-    return f"postgresql://postgres@127.0.0.1:{port}/test", datadir
+    stop = [*run_as, str(pg_bin / "pg_ctl"), "-D", str(datadir), "stop", "-m", "fast"]
+    return f"postgresql://postgres@127.0.0.1:{port}/test", stop
 
 
 @pytest.fixture(scope="session")
@@ -69,10 +70,10 @@ def postgres_server_url() -> str:
     if _answers(url):
         yield url
         return
-    url, datadir = _start_throwaway_cluster()
+    url, stop_command = _start_throwaway_cluster()
     os.environ["ORCHESTRA_TEST_POSTGRES_URL"] = url
     yield url
-    subprocess.run(["pg_ctl", "-D", str(datadir), "stop", "-m", "fast"], capture_output=True)
+    subprocess.run(stop_command, capture_output=True)
 
 
 @pytest.fixture
