@@ -1,0 +1,63 @@
+"""Sources and sinks of the specialists: streaming Arrow record batches in and out of
+CSV, JSONL, Parquet files (kept under configured roots) and Postgres tables."""
+
+from airflow_provider_orchestra.specialists.io.connections import ConnectionResolver, redact, to_postgres_url
+from airflow_provider_orchestra.specialists.io.offsets import OffsetConflictError, OffsetStore
+from airflow_provider_orchestra.specialists.io.paths import (
+    ensure_under,
+    output_root_for,
+    resolve_under_roots,
+    safe_name,
+)
+from airflow_provider_orchestra.specialists.io.sinks import (
+    load_postgres,
+    postgres_type,
+    write_jsonl_quarantine,
+    write_parquet,
+)
+from airflow_provider_orchestra.specialists.io.sources import (
+    CsvSource,
+    JsonlSource,
+    ParquetSource,
+    PostgresSource,
+    RecordBatchSource,
+    describe_source,
+    open_source,
+    postgres_uri,
+    source_key,
+)
+from airflow_provider_orchestra.specialists.io.types import (
+    REJECTED_SCHEMA,
+    RejectedLine,
+    arrow_type,
+    rejected_table,
+)
+
+__all__ = [
+    "REJECTED_SCHEMA",
+    "ConnectionResolver",
+    "CsvSource",
+    "JsonlSource",
+    "OffsetConflictError",
+    "OffsetStore",
+    "ParquetSource",
+    "PostgresSource",
+    "RecordBatchSource",
+    "RejectedLine",
+    "arrow_type",
+    "describe_source",
+    "ensure_under",
+    "load_postgres",
+    "open_source",
+    "output_root_for",
+    "postgres_type",
+    "postgres_uri",
+    "redact",
+    "rejected_table",
+    "resolve_under_roots",
+    "safe_name",
+    "source_key",
+    "to_postgres_url",
+    "write_jsonl_quarantine",
+    "write_parquet",
+]

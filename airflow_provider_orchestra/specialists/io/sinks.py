@@ -1,0 +1,472 @@
+"""Idempotent sinks: Parquet directories swapped in atomically, a quarantine JSONL file
+replaced atomically, and Postgres loads that replace one (run, branch) slice in a single
+transaction. A failed write leaves the previous state untouched."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from airflow_provider_orchestra.core.errors import SinkError, SourceError
+from airflow_provider_orchestra.core.models import OutputDescriptor
+from airflow_provider_orchestra.specialists.io.types import RejectedLine
+
+log = logging.getLogger(__name__)
+
+_STALE_SECONDS = 3600.0
+_HASH_CHUNK = 1 << 20
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _files_under(root: Path) -> list[Path]:
+    return sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
+
+
+def _digest_files(root: Path, files: list[Path]) -> tuple[str, int]:
+    """sha256 over (relative path, bytes) of every file in a stable order; total size."""
+    digest = hashlib.sha256()
+    total = 0
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode("utf-8") + b"\x00")
+        with path.open("rb") as fh:
+            while chunk := fh.read(_HASH_CHUNK):
+                digest.update(chunk)
+                total += len(chunk)
+    return f"sha256:{digest.hexdigest()}", total
+
+
+_RENAME_EXCHANGE = 2
+_libc: Any = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directory entries (Linux renameat2); False if unsupported."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            _libc.renameat2  # noqa: B018 - probe the symbol
+        except (OSError, AttributeError):
+            _libc = False
+    if not _libc:
+        return False
+    at_fdcwd = -100
+    result = _libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if result != 0:
+        errno = ctypes.get_errno()
+        if errno in (22, 38, 95):  # EINVAL / ENOSYS / EOPNOTSUPP: filesystem cannot exchange
+            return False
+        raise OSError(errno, os.strerror(errno), str(b))
+    return True
+
+
+def _swap_in(staged: Path, dest: Path) -> None:
+    """Put ``staged`` at ``dest``; a previous ``dest`` is replaced and removed."""
+    if not dest.exists():
+        try:
+            os.rename(staged, dest)
+            return
+        except OSError:
+            if not dest.exists():
+                raise
+    if _exchange(staged, dest):
+        shutil.rmtree(staged, ignore_errors=True)  # ``staged`` now holds the old copy
+        return
+    old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+    os.rename(dest, old)
+    os.rename(staged, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _clear_leftovers(dest: Path) -> None:
+    """Remove temp/old siblings an interrupted earlier attempt left behind."""
+    now = time.time()
+    for sibling in dest.parent.glob(f".{dest.name}.*"):
+        is_old = ".old-" in sibling.name
+        is_stale_tmp = ".tmp-" in sibling.name and now - sibling.stat().st_mtime > _STALE_SECONDS
+        if is_old or is_stale_tmp:
+            if sibling.is_dir():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                sibling.unlink(missing_ok=True)
+
+
+def _plain_schema(schema: pa.Schema) -> pa.Schema:
+    """Dictionary columns become their value type (CSV and Postgres want plain values)."""
+    fields = [
+        f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema
+    ]
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def _conformed(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        if isinstance(batch, pa.Table):
+            yield from (_cast(b, schema) for b in batch.to_batches())
+        else:
+            yield _cast(batch, schema)
+
+
+def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    if batch.schema.equals(schema, check_metadata=False):
+        return batch
+    try:
+        return batch.select(schema.names).cast(schema)
+    except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise SinkError(f"a record batch does not match the output schema: {exc}") from None
+
+
+# --------------------------------------------------------------------------- parquet
+
+
+def _partition_column(schema: pa.Schema, column: str) -> tuple[str, pa.DataType, bool]:
+    """(directory column, its type, derived?) for ``partition_by``.
+
+    Dates and strings partition as they are; a timestamp column keeps its values and
+    partitions by its date under ``<column>_date``.
+    """
+    index = schema.get_field_index(column)
+    if index < 0:
+        raise SinkError(f"partition column {column!r} is not in the output columns {schema.names}")
+    data_type = schema.field(index).type
+    if pa.types.is_date(data_type) or pa.types.is_string(data_type) or pa.types.is_integer(data_type):
+        return column, data_type, False
+    if pa.types.is_timestamp(data_type):
+        return f"{column}_date", pa.date32(), True
+    raise SinkError(f"cannot partition by {column!r} of type {data_type}; use a date column")
+
+
+def write_parquet(
+    batches: Iterable[pa.RecordBatch],
+    schema: pa.Schema,
+    dest_dir: Path,
+    *,
+    partition_by: str | None = None,
+    basename: str = "part",
+    compression: str = "snappy",
+    row_group_rows: int = 1 << 17,
+) -> OutputDescriptor:
+    """Stream ``batches`` into Parquet under ``dest_dir``, replacing any previous copy.
+
+    Files are written into a temp directory beside ``dest_dir`` and swapped in with one
+    rename, so readers see either the old or the new directory, never a mix, and a rerun
+    leaves exactly one copy. ``partition_by`` gives Hive-style ``col=YYYY-MM-DD/``
+    directories. Rows are counted as they stream; the checksum covers every written file.
+    """
+    dest = Path(dest_dir)
+    schema = _plain_schema(schema)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _clear_leftovers(dest)
+        staged = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    except OSError as exc:
+        raise SinkError(f"cannot prepare {str(dest)!r}: {exc}") from None
+    rows = 0
+
+    def counted(source: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        nonlocal rows
+        for batch in source:
+            rows += batch.num_rows
+            yield batch
+
+    try:
+        stream = counted(_conformed(batches, schema))
+        if partition_by is None:
+            target = staged / f"{basename}-0.parquet"
+            with pq.ParquetWriter(target, schema, compression=compression) as writer:
+                for batch in stream:
+                    writer.write_batch(batch, row_group_size=row_group_rows)
+        else:
+            column, part_type, derived = _partition_column(schema, partition_by)
+            out_schema = schema.append(pa.field(column, part_type)) if derived else schema
+            if derived:
+                stream = (
+                    b.append_column(column, pc.cast(b.column(partition_by), pa.date32()))
+                    for b in stream
+                )
+            ds.write_dataset(
+                pa.RecordBatchReader.from_batches(out_schema, stream),
+                staged,
+                format="parquet",
+                partitioning=ds.partitioning(pa.schema([(column, part_type)]), flavor="hive"),
+                basename_template=f"{basename}-{{i}}.parquet",
+                file_options=ds.ParquetFileFormat().make_write_options(compression=compression),
+                existing_data_behavior="overwrite_or_ignore",
+                preserve_order=True,
+                max_rows_per_group=row_group_rows,
+                min_rows_per_group=min(row_group_rows, 1 << 14),
+                create_dir=True,
+            )
+        files = _files_under(staged)
+        for path in files:
+            _fsync_path(path)
+        checksum, size = _digest_files(staged, files)
+        _swap_in(staged, dest)
+        _fsync_path(dest.parent)
+    except SourceError:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    except SinkError:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    except BaseException as exc:
+        shutil.rmtree(staged, ignore_errors=True)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise SinkError(f"writing {str(dest)!r} failed, nothing was replaced: {type(exc).__name__}: {exc}") from exc
+    return OutputDescriptor(
+        uri=dest.as_uri(), format="parquet", rows=rows, checksum=checksum, size_bytes=size
+    )
+
+
+# --------------------------------------------------------------------------- quarantine
+
+
+def _rejected_rows(rejected: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(rejected, (pa.Table, pa.RecordBatch)):
+        yield from rejected.to_pylist()
+        return
+    for item in rejected:
+        yield item.as_dict() if isinstance(item, RejectedLine) else dict(item)
+
+
+def write_jsonl_quarantine(
+    rejected: Sequence[RejectedLine | dict[str, Any]] | pa.Table, dest: Path
+) -> OutputDescriptor:
+    """Write quarantined lines as JSONL, replacing ``dest`` atomically."""
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
+    digest = hashlib.sha256()
+    rows = 0
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as fh:
+            for row in _rejected_rows(rejected):
+                line = (json.dumps(row, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+                fh.write(line)
+                digest.update(line)
+                rows += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        size = tmp.stat().st_size
+        os.replace(tmp, dest)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise SinkError(f"writing quarantine {str(dest)!r} failed: {type(exc).__name__}: {exc}") from exc
+    return OutputDescriptor(
+        uri=dest.as_uri(),
+        format="jsonl",
+        rows=rows,
+        checksum=f"sha256:{digest.hexdigest()}",
+        size_bytes=size,
+        role="quarantine",
+    )
+
+
+# --------------------------------------------------------------------------- postgres
+
+_RESERVED = ("run_id", "branch_id")
+
+
+def postgres_type(data_type: pa.DataType) -> str:
+    """The Postgres column type for an Arrow type (SinkError when there is none)."""
+    t = data_type
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t):
+        return "smallint"
+    if pa.types.is_int32(t) or pa.types.is_uint16(t):
+        return "integer"
+    if pa.types.is_int64(t) or pa.types.is_uint32(t):
+        return "bigint"
+    if pa.types.is_uint64(t):
+        return "numeric(20, 0)"
+    if pa.types.is_float16(t) or pa.types.is_float32(t):
+        return "real"
+    if pa.types.is_float64(t):
+        return "double precision"
+    if pa.types.is_decimal(t):
+        return f"numeric({t.precision}, {t.scale})"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "text"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_timestamp(t):
+        return "timestamptz" if t.tz else "timestamp"
+    if pa.types.is_time(t):
+        return "time"
+    if pa.types.is_dictionary(t):
+        return postgres_type(t.value_type)
+    raise SinkError(f"no Postgres column type for Arrow type {t}")
+
+
+def _batch_csv(batch: pa.RecordBatch) -> bytes:
+    """One batch as CSV text for COPY: nulls unquoted-empty, empty strings quoted."""
+    buffer = io.BytesIO()
+    pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    return buffer.getvalue()
+
+
+def _table_uri(url: str, conn_id: str | None, db_schema: str, table: str, run_id: str, branch_id: str) -> str:
+    query = urlencode({"run_id": run_id, "branch_id": branch_id})
+    if conn_id:
+        return f"postgres://{conn_id}/{db_schema}.{table}?{query}"
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"postgresql://{parts.hostname or ''}{port}{parts.path}/{db_schema}.{table}?{query}"
+
+
+def _check_identifier(kind: str, name: str) -> None:
+    if not name or len(name.encode("utf-8")) > 63 or "\x00" in name:
+        raise SinkError(f"{kind} name {name!r} is not a valid Postgres identifier (1-63 bytes)")
+
+
+def load_postgres(
+    batches: Iterable[pa.RecordBatch],
+    schema: pa.Schema,
+    *,
+    url: str,
+    table: str,
+    db_schema: str = "public",
+    run_id: str,
+    branch_id: str,
+    conn_id: str | None = None,
+) -> OutputDescriptor:
+    """Replace the (run_id, branch_id) rows of ``db_schema.table`` with ``batches``.
+
+    The target is created if missing (Arrow columns + run_id, branch_id). Rows are
+    COPYed as CSV text into a temporary staging table, then the old slice is deleted and
+    the staged rows inserted, all in one transaction: a rerun gives the same rows, and a
+    failure at any point (dropped connection, bad batch) leaves the target as it was.
+    """
+    import psycopg
+    from psycopg import sql
+
+    _check_identifier("table", table)
+    _check_identifier("schema", db_schema)
+    schema = _plain_schema(schema)
+    clash = [name for name in _RESERVED if name in schema.names]
+    if clash:
+        raise SinkError(f"output columns {clash} clash with the load's own run_id/branch_id columns")
+    column_types = [(field.name, postgres_type(field.type)) for field in schema]
+    for name, _ in column_types:
+        _check_identifier("column", name)
+
+    target = sql.Identifier(db_schema, table)
+    column_defs = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(pg_type)) for name, pg_type in column_types
+    )
+    names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in column_types)
+    index = sql.Identifier(f"{table[:40]}_{hashlib.sha256(table.encode()).hexdigest()[:8]}_run_branch")
+    staging = sql.Identifier(f"orchestra_stage_{uuid.uuid4().hex[:12]}")
+    digest = hashlib.sha256()
+    rows = 0
+    size = 0
+    where = f"{db_schema}.{table}"
+
+    try:
+        with psycopg.connect(url, connect_timeout=10, application_name="orchestra-load") as conn:
+            with conn.transaction():
+                # Concurrent branches loading into one new table must not race on CREATE.
+                conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (where,))
+                if not conn.execute(
+                    "select 1 from pg_namespace where nspname = %s", (db_schema,)
+                ).fetchone():
+                    conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(db_schema)))
+                conn.execute(
+                    sql.SQL(
+                        "create table if not exists {} ({}, run_id text not null, branch_id text not null)"
+                    ).format(target, column_defs)
+                )
+                existing = {
+                    row[0]
+                    for row in conn.execute(
+                        "select column_name from information_schema.columns "
+                        "where table_schema = %s and table_name = %s",
+                        (db_schema, table),
+                    )
+                }
+                missing = [name for name in [*schema.names, *_RESERVED] if name not in existing]
+                if missing:
+                    raise SinkError(f"table {where} exists without column(s) {missing}")
+                conn.execute(
+                    sql.SQL("create index if not exists {} on {} (run_id, branch_id)").format(index, target)
+                )
+            with conn.transaction():
+                conn.execute(
+                    sql.SQL("create temporary table {} ({}) on commit drop").format(staging, column_defs)
+                )
+                with conn.cursor() as cur:
+                    copy_sql = sql.SQL("copy {} ({}) from stdin (format csv)").format(staging, names)
+                    with cur.copy(copy_sql) as copy:
+                        for batch in _conformed(batches, schema):
+                            if not batch.num_rows:
+                                continue
+                            data = _batch_csv(batch)
+                            copy.write(data)
+                            digest.update(data)
+                            rows += batch.num_rows
+                            size += len(data)
+                conn.execute(
+                    sql.SQL("delete from {} where run_id = %s and branch_id = %s").format(target),
+                    (run_id, branch_id),
+                )
+                conn.execute(
+                    sql.SQL("insert into {} ({}, run_id, branch_id) select {}, %s, %s from {}").format(
+                        target, names, names, staging
+                    ),
+                    (run_id, branch_id),
+                )
+    except (SinkError, SourceError):
+        raise
+    except psycopg.Error as exc:
+        raise SinkError(
+            f"loading {where} for run {run_id!r} branch {branch_id!r} failed, target unchanged: "
+            f"{type(exc).__name__}: {str(exc).strip()}"
+        ) from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        raise SinkError(
+            f"loading {where} for run {run_id!r} branch {branch_id!r} was interrupted, target "
+            f"unchanged: {type(exc).__name__}: {exc}"
+        ) from exc
+    log.info("loaded %d rows into %s (run %s, branch %s)", rows, where, run_id, branch_id)
+    return OutputDescriptor(
+        uri=_table_uri(url, conn_id, db_schema, table, run_id, branch_id),
+        format="postgres",
+        rows=rows,
+        checksum=f"sha256:{digest.hexdigest()}",
+        size_bytes=size,
+    )
