@@ -1,0 +1,1 @@
+"""The quorum sensor's trigger (see quorum.py)."""
