@@ -158,7 +158,10 @@ class CsvSource(RecordBatchSource):
                 # Serial reading keeps physical line numbers for rejected rows.
                 read_options=pacsv.ReadOptions(block_size=self._block, use_threads=False),
                 parse_options=pacsv.ParseOptions(invalid_row_handler=quarantine),
-                convert_options=pacsv.ConvertOptions(column_types=column_types),
+                # An unquoted empty field is a null; a quoted "" stays an empty string.
+                convert_options=pacsv.ConvertOptions(
+                    column_types=column_types, strings_can_be_null=True, quoted_strings_can_be_null=False
+                ),
             )
         except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
             raise SourceError(f"{str(self.path)!r} cannot be read as CSV: {exc}") from None
