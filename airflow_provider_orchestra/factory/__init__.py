@@ -15,7 +15,7 @@ from airflow_provider_orchestra.factory.capabilities import (
     UnknownCapabilityError,
     parse_capabilities,
 )
-from airflow_provider_orchestra.factory.factory import AgentFactory, ProvisionedAgent
+from airflow_provider_orchestra.factory.factory import AgentFactory
 from airflow_provider_orchestra.factory.history import (
     NEVER_RUN_SUCCESS_RATE,
     PerformanceHistory,
@@ -83,7 +83,6 @@ __all__ = [
     "NoSuitableAgentError",
     "PerformanceHistory",
     "PostgresStore",
-    "ProvisionedAgent",
     "ResourceLedger",
     "ResourceUnavailableError",
     "ResourceUsage",

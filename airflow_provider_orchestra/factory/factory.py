@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -56,34 +55,6 @@ def _now() -> datetime:
 
 def new_agent_id(agent_type: str, created_at: datetime) -> str:
     return f"{agent_type}_{created_at:%Y%m%dT%H%M%SZ}_{uuid.uuid4().hex[:8]}"
-
-
-@dataclass
-class ProvisionedAgent:
-    """What :meth:`AgentFactory.agent_for` yields: the agent with its spec and lease."""
-
-    agent: Any
-    spec: AgentSpecification
-    lease: Lease
-    factory: AgentFactory
-    started: float = field(default_factory=time.monotonic)
-    outcome: TemplateStats | None = None
-
-    @property
-    def agent_id(self) -> str:
-        return self.spec.agent_id
-
-    @property
-    def agent_type(self) -> str:
-        return self.spec.agent_type
-
-    def record_outcome(
-        self, success: bool, quality: float | None = None, seconds: float | None = None
-    ) -> TemplateStats:
-        """Record this agent's run; ``seconds`` defaults to the time since creation."""
-        elapsed = time.monotonic() - self.started if seconds is None else seconds
-        self.outcome = self.factory.record_outcome(self.agent_type, success, elapsed, quality)
-        return self.outcome
 
 
 class _LeaseKeeper:
@@ -135,7 +106,7 @@ class AgentFactory:
         cls,
         url_or_path: str | Path | None = None,
         *,
-        capacity: LedgerCapacity | None = None,
+        capacity: LedgerCapacity | Mapping[str, Any] | None = None,
         template_set: str | None = "default",
         namespace: str = DEFAULT_NAMESPACE,
         registry: TemplateRegistry | None = None,
@@ -143,6 +114,8 @@ class AgentFactory:
         """A factory whose ledger and history share one store (a SQLite path,
         ``sqlite:///path`` or ``postgresql://`` URL), over ``registry`` (default: the
         process-wide one) with ``template_set`` loaded into it (None: load nothing)."""
+        if capacity is not None and not isinstance(capacity, LedgerCapacity):
+            capacity = LedgerCapacity.model_validate(capacity)
         registry = default_registry if registry is None else registry
         if template_set is not None:
             registry.load_template_set(template_set)
@@ -304,28 +277,27 @@ class AgentFactory:
         *,
         ttl_seconds: float = DEFAULT_LEASE_TTL_SECONDS,
         keep_alive: bool = True,
-    ) -> Iterator[ProvisionedAgent]:
-        """spec -> allocate -> instantiate -> yield -> release (also on exception).
+    ) -> Iterator[Any]:
+        """spec -> allocate -> instantiate -> yield the agent -> release (also on exception).
 
-        While the block runs, the lease is heartbeated in the background (``keep_alive``).
-        If the block raises before an outcome was recorded, a failure is recorded for the
-        template; a successful block records nothing by itself: call
-        ``provisioned.record_outcome(success, quality)``.
+        The agent was built as ``template(spec, lease)``, so it carries both. While the
+        block runs the lease is heartbeated in the background (``keep_alive``). If the block
+        raises, a failed run of the template is recorded; after a block that returns, call
+        :meth:`record_outcome` with what the agent achieved.
         """
         spec = self.generate_spec(requirements, context)
         lease = self.allocate(spec, holder, ttl_seconds)
         agent = self.instantiate(spec, lease)
-        provisioned = ProvisionedAgent(agent=agent, spec=spec, lease=lease, factory=self)
+        started = time.monotonic()
         keeper = _LeaseKeeper(self, lease).start() if keep_alive else None
         try:
-            yield provisioned
+            yield agent
         except Exception as exc:
             self._error("run", exc, agent_type=spec.agent_type, agent_id=spec.agent_id)
-            if provisioned.outcome is None:
-                try:
-                    provisioned.record_outcome(success=False)
-                except OrchestraError as record_exc:
-                    self._error("record", record_exc, agent_type=spec.agent_type)
+            try:
+                self.record_outcome(spec.agent_type, False, time.monotonic() - started)
+            except OrchestraError as record_exc:
+                self._error("record", record_exc, agent_type=spec.agent_type)
             raise
         finally:
             if keeper is not None:

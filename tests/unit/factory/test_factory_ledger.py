@@ -210,3 +210,12 @@ def test_unusable_sqlite_paths(tmp_path):
     with pytest.raises(LedgerUnavailableError, match="garbage.db"):
         ResourceLedger.open(garbage).snapshot()
     assert garbage.read_bytes() == b"this is not a database" * 100
+
+
+def test_snapshot_feeds_the_core_resource_assessment(ledger):
+    from airflow_provider_orchestra.core.analysis import assess_resources
+
+    ledger.allocate(ONE, "busy")
+    core_view = ledger.snapshot().resource_snapshot(machine_cpus=4)
+    assert (core_view.cpu_capacity, core_view.cpu_used, core_view.agents_used) == (4, 1, 1)
+    assert assess_resources(core_view, ONE).max_concurrent_workers == 3

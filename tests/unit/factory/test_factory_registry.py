@@ -116,3 +116,9 @@ def test_module_level_registration_goes_to_the_default_registry():
     finally:
         default_registry.unregister("factory_module_level_test")
     assert "factory_module_level_test" not in default_registry
+
+
+def test_describe_lists_templates_for_display(registry):
+    listing = {item["agent_type"]: item for item in registry.describe()}
+    assert listing["validation_agent"]["capabilities"] == ["data_validation", "quality_monitoring"]
+    assert listing["validation_agent"]["resources"] == {"cpu": 0.5, "memory_mb": 256.0}
