@@ -1,0 +1,219 @@
+"""File sources: bounded batches, incremental JSONL, quarantine, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from io_test_support import (
+    append_text,
+    event_line,
+    numbers_table,
+    write_csv_file,
+    write_events,
+    write_parquet_file,
+)
+
+from airflow_provider_orchestra.core.errors import SourceError
+from airflow_provider_orchestra.core.models import BatchSpec, SourceRef
+from airflow_provider_orchestra.specialists.io import describe_source, open_source
+
+
+def _ref(kind: str, path: str) -> SourceRef:
+    return SourceRef(kind=kind, path=path)
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet", "jsonl"])
+def test_each_kind_streams_in_bounded_batches(kind: str, data_root: Path, roots: list[str]):
+    rows = 1_000
+    name = f"numbers.{kind}"
+    if kind == "csv":
+        write_csv_file(data_root / name, rows)
+    elif kind == "parquet":
+        write_parquet_file(data_root / name, rows)
+    else:
+        write_events(data_root / name, range(rows))
+
+    source = open_source(_ref(kind, name), roots=roots, batch_rows=128)
+    sizes = []
+    ids = []
+    for batch in source.iter_batches():
+        assert batch.schema.equals(source.schema)
+        sizes.append(batch.num_rows)
+        ids.extend(batch.column(0).to_pylist())
+
+    assert max(sizes) <= 128
+    assert sum(sizes) == rows == source.rows_read
+    assert len(sizes) >= rows // 128
+    assert ids == list(range(rows))
+    assert source.rejected == []
+
+
+def test_csv_values_and_types_are_read(data_root: Path, roots: list[str]):
+    (data_root / "o.csv").write_text('id,label,price,ts\n1,a,2.5,2024-05-01 10:00:00Z\n2,"",,\n3,,7,2024-05-02 00:00:00Z\n')
+    table = open_source(_ref("csv", "o.csv"), roots=roots, batch_rows=10).read_all()
+    assert table.schema.field("price").type == pa.float64()
+    assert pa.types.is_timestamp(table.schema.field("ts").type)
+    assert table.column("label").to_pylist() == ["a", "", None]
+    assert table.column("price").to_pylist() == [2.5, None, 7.0]
+
+
+def test_csv_rows_with_wrong_field_count_are_quarantined(data_root: Path, roots: list[str]):
+    (data_root / "bad.csv").write_text("id,name\n1,a\n2\n3,c\n4,d,extra\n5,e\n")
+    source = open_source(_ref("csv", "bad.csv"), roots=roots, batch_rows=2)
+    table = source.read_all()
+    assert table.column("id").to_pylist() == [1, 3, 5]
+    assert [(r.line, r.raw) for r in source.rejected] == [(3, "2"), (5, "4,d,extra")]
+    assert "expected 2 columns, got 1" in source.rejected[0].reason
+
+
+def test_csv_conversion_error_names_the_cause(data_root: Path, roots: list[str]):
+    lines = ["id,qty"] + [f"{i},{i}" for i in range(30_000)] + ["30000,lots"]
+    (data_root / "late_text.csv").write_text("\n".join(lines) + "\n")
+    source = open_source(_ref("csv", "late_text.csv"), roots=roots, batch_rows=64)
+    with pytest.raises(SourceError, match="lots"):
+        source.read_all()
+
+
+def test_jsonl_incremental_read_gets_only_appended_lines(data_root: Path, roots: list[str]):
+    path = data_root / "events.jsonl"
+    write_events(path, range(10))
+    first = open_source(_ref("jsonl", "events.jsonl"), roots=roots, batch_rows=4)
+    assert first.read_all().column("event_id").to_pylist() == list(range(10))
+    assert first.end_offset == path.stat().st_size
+
+    append_text(path, "".join(event_line(i) + "\n" for i in range(10, 15)))
+    second = open_source(_ref("jsonl", "events.jsonl"), roots=roots, batch_rows=4, start_offset=first.end_offset)
+    assert second.read_all().column("event_id").to_pylist() == list(range(10, 15))
+    assert second.end_offset == path.stat().st_size
+
+    nothing_new = open_source(
+        _ref("jsonl", "events.jsonl"), roots=roots, batch_rows=4, start_offset=second.end_offset
+    )
+    assert nothing_new.read_all().num_rows == 0
+    assert nothing_new.end_offset == second.end_offset
+
+
+def test_jsonl_partial_trailing_line_waits_for_its_newline(data_root: Path, roots: list[str]):
+    path = data_root / "events.jsonl"
+    complete = event_line(3)
+    write_events(path, range(3), tail=complete[:12])  # a writer is half way through line 4
+    first = open_source(_ref("jsonl", "events.jsonl"), roots=roots, batch_rows=100)
+    assert first.read_all().column("event_id").to_pylist() == [0, 1, 2]
+    assert first.rejected == []
+    assert first.end_offset == path.stat().st_size - 12
+
+    append_text(path, complete[12:] + "\n")
+    second = open_source(_ref("jsonl", "events.jsonl"), roots=roots, batch_rows=100, start_offset=first.end_offset)
+    assert second.read_all().column("event_id").to_pylist() == [3]
+
+
+def test_jsonl_malformed_lines_are_quarantined_with_reason(data_root: Path, roots: list[str]):
+    lines = [event_line(0), "{not json", event_line(1), "[1, 2]", "", event_line(2), '{"event_id": "x"}', event_line(3)]
+    path = data_root / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    source = open_source(_ref("jsonl", "events.jsonl"), roots=roots, batch_rows=2)
+    table = source.read_all()
+    assert table.column("event_id").to_pylist() == [0, 1, 2, 3]
+    rejected = {r.line: r for r in source.rejected}
+    assert sorted(rejected) == [2, 4, 7]
+    assert rejected[2].reason.startswith("invalid JSON")
+    assert rejected[2].raw == "{not json"
+    assert "not a JSON object" in rejected[4].reason
+    assert "schema" in rejected[7].reason
+    raw = path.read_bytes()
+    assert raw[rejected[4].offset :].startswith(b"[1, 2]")
+
+
+def test_jsonl_where_every_line_is_bad_fails(data_root: Path, roots: list[str]):
+    (data_root / "junk.jsonl").write_text("nope\n{broken\n")
+    with pytest.raises(SourceError, match="every line"):
+        open_source(_ref("jsonl", "junk.jsonl"), roots=roots, batch_rows=10)
+
+
+def test_jsonl_truncated_file_is_refused(data_root: Path, roots: list[str]):
+    write_events(data_root / "e.jsonl", range(2))
+    with pytest.raises(SourceError, match="truncated or replaced"):
+        open_source(_ref("jsonl", "e.jsonl"), roots=roots, batch_rows=10, start_offset=10_000)
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet"])
+def test_missing_file_names_the_path(kind: str, roots: list[str]):
+    with pytest.raises(SourceError, match=rf"nope\.{kind}.*does not exist"):
+        open_source(_ref(kind, f"nope.{kind}"), roots=roots, batch_rows=10)
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet"])
+def test_empty_file_is_refused(kind: str, data_root: Path, roots: list[str]):
+    (data_root / f"empty.{kind}").write_bytes(b"")
+    with pytest.raises(SourceError, match="is empty"):
+        open_source(_ref(kind, f"empty.{kind}"), roots=roots, batch_rows=10)
+
+
+def test_file_that_is_not_its_kind_is_refused(data_root: Path, roots: list[str]):
+    write_parquet_file(data_root / "really_parquet.csv", 10)
+    (data_root / "really_text.parquet").write_text("id,name\n1,a\n")
+    with pytest.raises(SourceError, match="not a CSV text file"):
+        open_source(_ref("csv", "really_parquet.csv"), roots=roots, batch_rows=10)
+    with pytest.raises(SourceError, match="not a Parquet file"):
+        open_source(_ref("parquet", "really_text.parquet"), roots=roots, batch_rows=10)
+    truncated = (data_root / "really_parquet.csv").read_bytes()[:40]
+    (data_root / "cut.parquet").write_bytes(truncated)
+    with pytest.raises(SourceError, match="not a readable Parquet file"):
+        open_source(_ref("parquet", "cut.parquet"), roots=roots, batch_rows=10)
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet"])
+def test_wrong_schema_names_missing_columns(kind: str, data_root: Path, roots: list[str]):
+    name = f"n.{kind}"
+    if kind == "csv":
+        write_csv_file(data_root / name, 5)
+    elif kind == "parquet":
+        write_parquet_file(data_root / name, 5)
+    else:
+        write_events(data_root / name, range(5))
+    with pytest.raises(SourceError, match=r"wrong schema.*\['customer_id'\]"):
+        open_source(_ref(kind, name), roots=roots, batch_rows=10, expected_columns=["customer_id"])
+
+
+def test_expected_types_are_applied(data_root: Path, roots: list[str]):
+    write_csv_file(data_root / "n.csv", 5)
+    source = open_source(
+        _ref("csv", "n.csv"), roots=roots, batch_rows=10, expected_columns={"id": "int32", "amount": None}
+    )
+    assert source.schema.field("id").type == pa.int32()
+    assert source.read_all().column("id").type == pa.int32()
+
+    write_parquet_file(data_root / "n.parquet", 5)
+    with pytest.raises(SourceError, match="wrong schema"):
+        open_source(
+            _ref("parquet", "n.parquet"), roots=roots, batch_rows=10, expected_columns={"name": "int64"}
+        ).read_all()
+
+
+def test_describe_source_measures_each_kind(data_root: Path, roots: list[str]):
+    write_csv_file(data_root / "n.csv", 250)
+    write_parquet_file(data_root / "n.parquet", 300)
+    write_events(data_root / "n.jsonl", range(40))
+    for kind, rows in [("csv", 250), ("parquet", 300), ("jsonl", 40)]:
+        batch = BatchSpec(batch_id=f"b_{kind}", type="data_ingestion", source=_ref(kind, f"n.{kind}"))
+        described = describe_source(batch, roots=roots)
+        assert described.rows == rows
+        assert described.size_bytes == (data_root / f"n.{kind}").stat().st_size
+        assert described.source_kind == kind
+        assert described.depends_on == []
+        assert described.uri.startswith("file://")
+        names = [c.name for c in described.columns]
+        assert names[0] in {"id", "event_id"}
+    parquet = describe_source(
+        BatchSpec(batch_id="p", type="data_ingestion", source=_ref("parquet", "n.parquet")), roots=roots
+    )
+    assert {c.name: c.type for c in parquet.columns} == {"id": "int64", "name": "string", "amount": "double"}
+
+
+def test_parquet_source_reads_what_was_written(data_root: Path, roots: list[str]):
+    table = numbers_table(77)
+    pq.write_table(table, data_root / "t.parquet")
+    assert open_source(_ref("parquet", "t.parquet"), roots=roots, batch_rows=10).read_all().equals(table)
