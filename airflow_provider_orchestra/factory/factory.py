@@ -26,6 +26,7 @@ from airflow_provider_orchestra.factory.history import PerformanceHistory, Templ
 from airflow_provider_orchestra.factory.ledger import (
     DEFAULT_LEASE_TTL_SECONDS,
     Lease,
+    LeaseLostError,
     LedgerCapacity,
     ResourceLedger,
 )
@@ -77,10 +78,12 @@ class _LeaseKeeper:
         while not self._stop.wait(interval):
             try:
                 self._lease = self._factory.ledger.heartbeat(self._lease)
+            except LeaseLostError as exc:
+                self._factory._error("heartbeat", exc, holder=self._lease.holder)
+                return
             except OrchestraError as exc:
-                # Record and keep trying: a store that is briefly away may come back
-                # before the lease runs out; a lost lease stays lost and is reported.
-                self._factory._event("heartbeat_failed", holder=self._lease.holder, error=str(exc))
+                # A store that is briefly away may come back before the lease runs out.
+                self._factory._error("heartbeat", exc, holder=self._lease.holder)
 
     def stop(self) -> None:
         self._stop.set()

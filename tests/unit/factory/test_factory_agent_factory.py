@@ -212,3 +212,15 @@ def test_from_url_on_postgres(postgres_url, registry):
     assert factory.ledger.snapshot().used.agents == 0
     assert factory.history.success_rate("transformation_agent") == 1.0
     assert factory.history.stats("transformation_agent").runs == 1
+
+
+def test_a_lost_lease_is_reported_in_the_timeline(factory):
+    ttl = 0.3
+    with factory.agent_for({"capabilities_needed": ["data_ingestion"]}, "reclaimed", ttl_seconds=ttl) as agent:
+        factory.ledger.release(agent.lease)  # e.g. an operator freed it by hand
+        deadline = time.monotonic() + 10
+        while not any(e.get("stage") == "heartbeat" for e in factory.timeline):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    (lost,) = [e for e in factory.timeline if e.get("stage") == "heartbeat"]
+    assert lost["error_type"] == "LeaseLostError" and lost["holder"] == "reclaimed"
