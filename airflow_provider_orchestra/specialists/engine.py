@@ -1,0 +1,257 @@
+"""Shared machinery of the specialists: which exceptions are data problems, a meter that
+counts record batches and reports progress, DuckDB connections bounded by the agent's
+resource lease, and the publishing of an attempt's outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+import pyarrow as pa
+
+from airflow_provider_orchestra.core.errors import OrchestraError
+from airflow_provider_orchestra.core.models import OutputDescriptor
+
+DATA_ERRORS: tuple[type[BaseException], ...] = (
+    OrchestraError,
+    pa.ArrowException,
+    duckdb.Error,
+    psycopg.Error,
+    OSError,
+    UnicodeError,
+    MemoryError,
+)
+"""Problems of the data, the sources or the sinks. A specialist turns these into a failed
+result; anything else is a programming error and propagates."""
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line naming the cause: the exception type and its first message line."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The data error a sink wrapped (a sink reports a failing input stream as its own
+    SinkError; the cause names what really went wrong)."""
+    from airflow_provider_orchestra.core.errors import SinkError
+
+    while isinstance(exc, SinkError) and isinstance(exc.__cause__, DATA_ERRORS):
+        exc = exc.__cause__
+    return exc
+
+
+def is_out_of_memory(error_kind: str | None) -> bool:
+    return error_kind in {"MemoryError", "OutOfMemoryException", "ArrowMemoryError"}
+
+
+@dataclass
+class Meter:
+    """Counts record batches and rows of one attempt, samples Arrow's allocation at each
+    batch boundary (its peak is reported as ``peak_memory_bytes``) and calls the progress
+    callback once per record batch."""
+
+    base_event: dict[str, Any]
+    on_progress: ProgressCallback | None = None
+    batches: int = 0
+    rows: int = 0
+    peak_arrow_bytes: int = field(default_factory=pa.total_allocated_bytes)
+
+    def tick(self, batch_rows: int, **extra: Any) -> None:
+        self.batches += 1
+        self.rows += batch_rows
+        self.sample()
+        if self.on_progress is not None:
+            self.on_progress({**self.base_event, "batch": self.batches, "rows": self.rows, **extra})
+
+    def sample(self) -> None:
+        self.peak_arrow_bytes = max(self.peak_arrow_bytes, pa.total_allocated_bytes())
+
+    def counted(self, batches: Iterable[pa.RecordBatch], **extra: Any) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            self.tick(batch.num_rows, **extra)
+            yield batch
+
+
+def duckdb_connection(
+    workdir: Path, *, cpu: float | None = None, memory_mb: float | None = None, on_disk: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """An in-process DuckDB bounded by the lease: threads from its cpu, a memory limit of
+    half its memory (the rest is Arrow's), spilling to ``workdir/duckdb_tmp``; with
+    ``on_disk`` its tables live in a file under ``workdir`` instead of memory.
+
+    Expressions from a workflow config run in it (transformation derives), so it gets no
+    access to files or the network and its configuration is locked: an expression can
+    only see the record batches registered with it.
+    """
+    spill = workdir / "duckdb_tmp"
+    spill.mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {
+        "temp_directory": str(spill),
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
+    if cpu:
+        config["threads"] = max(1, int(cpu))
+    if memory_mb:
+        config["memory_limit"] = f"{max(64, int(memory_mb * 0.5))}MB"
+    database = str(workdir / "duckdb_tmp" / "work.duckdb") if on_disk else ":memory:"
+    con = duckdb.connect(database, config=config)
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def quote_ident(name: str) -> str:
+    """A DuckDB identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def duckdb_types(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> dict[str, str]:
+    """DuckDB's type name for each column of an Arrow schema."""
+    con.register("__schema_probe", schema.empty_table())
+    try:
+        return {row[0]: row[1] for row in con.sql("describe __schema_probe").fetchall()}
+    finally:
+        con.unregister("__schema_probe")
+
+
+def resolver_for(connections: Any) -> Any:
+    """A ConnectionResolver from what the caller passed: a resolver, a mapping of
+    connection id to URL, or None (environment variables)."""
+    from airflow_provider_orchestra.specialists.io import ConnectionResolver
+
+    if connections is None:
+        return ConnectionResolver()
+    if isinstance(connections, Mapping):
+        return ConnectionResolver(connections)
+    return connections
+
+
+def stream(schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> pa.RecordBatchReader:
+    return pa.RecordBatchReader.from_batches(schema, iter(batches))
+
+
+# --------------------------------------------------------------------------- side outputs
+
+
+class ParquetSideWriter:
+    """A second Parquet output written while the main output streams (quarantined or late
+    rows). It writes straight into the attempt's staging directory, which is published or
+    discarded as a whole, so it needs no swap of its own. The file is created on the first
+    non-empty batch; ``close()`` returns None when nothing was written."""
+
+    def __init__(self, dest_dir: Path, schema: pa.Schema, *, role: str):
+        self.dest_dir = dest_dir
+        self.schema = schema
+        self.role = role
+        self.rows = 0
+        self._writer: Any = None
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        if batch.num_rows == 0:
+            return
+        import pyarrow.parquet as pq
+
+        if self._writer is None:
+            self.dest_dir.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.dest_dir / "part-0.parquet", self.schema, compression="snappy")
+        if isinstance(batch, pa.Table):
+            self._writer.write_table(batch.cast(self.schema))
+        else:
+            self._writer.write_batch(batch.cast(self.schema) if not batch.schema.equals(self.schema) else batch)
+        self.rows += batch.num_rows
+
+    def close(self) -> OutputDescriptor | None:
+        if self._writer is None:
+            return None
+        self._writer.close()
+        self._writer = None
+        checksum, size = directory_checksum(self.dest_dir)
+        return OutputDescriptor(
+            uri=self.dest_dir.as_uri(), format="parquet", rows=self.rows, checksum=checksum, size_bytes=size, role=self.role
+        )
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def directory_checksum(root: Path) -> tuple[str, int]:
+    """sha256 over (relative path, bytes) of every file under ``root``, and their size."""
+    digest = hashlib.sha256()
+    total = 0
+    files = sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode("utf-8") + b"\x00")
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+                total += len(chunk)
+    return f"sha256:{digest.hexdigest()}", total
+
+
+# --------------------------------------------------------------------------- publishing
+
+
+def attempt_dir(branch_root: Path) -> Path:
+    """A fresh staging directory beside the branch's output directory."""
+    branch_root.parent.mkdir(parents=True, exist_ok=True)
+    path = branch_root.parent / f".{branch_root.name}.attempt-{uuid.uuid4().hex[:12]}"
+    path.mkdir()
+    return path
+
+
+def clear_stale_attempts(branch_root: Path) -> None:
+    """Remove staging directories a killed attempt left behind."""
+    parent = branch_root.parent
+    if not parent.is_dir():
+        return
+    for stale in parent.glob(f".{branch_root.name}.attempt-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in parent.glob(f".{branch_root.name}.replaced-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def discard(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def publish(staging: Path, branch_root: Path, outputs: list[OutputDescriptor]) -> list[OutputDescriptor]:
+    """Swap the attempt's staging directory in as the branch's output directory and point
+    the descriptors at their final place. The previous output (an earlier attempt or
+    round) is replaced as a whole, so readers never see a mix of two attempts."""
+    shutil.rmtree(staging / "duckdb_tmp", ignore_errors=True)
+    replaced = None
+    if branch_root.exists():
+        replaced = branch_root.parent / f".{branch_root.name}.replaced-{uuid.uuid4().hex[:12]}"
+        os.replace(branch_root, replaced)
+    os.replace(staging, branch_root)
+    if replaced is not None:
+        shutil.rmtree(replaced, ignore_errors=True)
+    moves = [(staging.as_uri(), branch_root.as_uri()), (str(staging), str(branch_root))]
+
+    def moved(uri: str) -> str:
+        for old, new in moves:
+            if uri.startswith(old):
+                return new + uri[len(old) :]
+        return uri
+
+    return [d.model_copy(update={"uri": moved(d.uri)}) for d in outputs]

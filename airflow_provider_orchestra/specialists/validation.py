@@ -1,0 +1,280 @@
+"""Batch validation: ``data_validation_branch_beta``.
+
+Checks every row against ``validation.rules`` (not null, range, allowed values,
+uniqueness; a rule naming a column the source lacks is a wrong schema and fails the branch
+at once) and flags anomalies in ``validation.anomaly_columns``: a value is anomalous when
+``|x - mean| / sd`` exceeds the two-sided normal critical value for
+``validation.confidence`` (1.96 at 0.95), mean and sample standard deviation taken over
+the whole column.
+
+Rows that pass go to the main Parquet output; failing rows go to a Parquet quarantine
+(role ``quarantine``) with a ``_reasons`` column naming every rule they broke; lines the
+source could not parse go to a JSONL file (role ``rejected_lines``). Quality is the share
+of input rows (parsed or not) that pass.
+
+Two passes over the source, memory bounded by the record batch: the first copies only
+the key and anomaly columns into an on-disk DuckDB table and computes the column
+statistics and, with GROUP BY (which spills to disk past its memory limit), the set of
+duplicated keys, kept in DuckDB; the second evaluates the rules batch by batch with
+pyarrow compute, probing DuckDB for duplicates. Uniqueness is order independent: every
+row whose key occurs more than once fails (nulls are left to ``not_null``).
+
+Strategies: ``per_row`` tests each value at the configured confidence, so about 5% of
+perfectly normal values are flagged at 0.95. When that leaves quality below the threshold
+and anomalies were flagged, ``familywise`` tests the column as a whole at that confidence
+(Bonferroni: critical value for (1 - confidence) / n per value), which flags only values
+that are anomalous for the column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from langgraph.graph import StateGraph
+
+from airflow_provider_orchestra.core.errors import SourceError
+from airflow_provider_orchestra.core.models import BranchTask, ColumnRule
+from airflow_provider_orchestra.specialists.base import Attempt, RunContext, Specialist, build_specialist_graph
+from airflow_provider_orchestra.specialists.engine import (
+    Meter,
+    ParquetSideWriter,
+    duckdb_connection,
+    quote_ident,
+    resolver_for,
+    stream,
+)
+from airflow_provider_orchestra.specialists.io import open_source, write_jsonl_quarantine, write_parquet
+
+REASONS_COLUMN = "_reasons"
+
+
+def build_subgraph() -> StateGraph:
+    """The validation subgraph: plan (check the rules against the schema) -> act (statistics
+    and duplicate keys, then rules per record batch) -> check -> retry with a familywise
+    anomaly test -> finish."""
+    return build_specialist_graph()
+
+
+def critical_value(confidence: float, tests: int = 1) -> float:
+    """Two-sided standard-normal critical value; with ``tests`` > 1, Bonferroni-corrected."""
+    alpha = (1.0 - confidence) / max(1, tests)
+    return NormalDist().inv_cdf(1.0 - alpha / 2.0)
+
+
+def _is_numeric(data_type: pa.DataType) -> bool:
+    return pa.types.is_integer(data_type) or pa.types.is_floating(data_type) or pa.types.is_decimal(data_type)
+
+
+def _open(task: BranchTask, ctx: RunContext) -> Any:
+    return open_source(
+        task.batch.source,
+        roots=task.storage.data_roots,
+        batch_rows=task.record_batch_rows,
+        connections=resolver_for(ctx.connections),
+    )
+
+
+class _RowChecks:
+    """Evaluates the rules on one record batch: failure masks and reason strings."""
+
+    def __init__(self, rules: list[ColumnRule], schema: pa.Schema, anomaly: dict[str, dict[str, float]], con: Any):
+        self.rules = rules
+        self.schema = schema
+        self.anomaly = anomaly
+        self.con = con
+        self.counts: dict[str, int] = {}
+
+    def _add(self, name: str, mask: pa.Array, reason: str, masks: list, reasons: list) -> None:
+        mask = pc.fill_null(mask, False)
+        hits = int(pc.sum(mask).as_py() or 0)
+        self.counts[name] = self.counts.get(name, 0) + hits
+        if hits:
+            masks.append(mask)
+            reasons.append(pc.if_else(mask, pa.scalar(reason), pa.scalar(None, pa.string())))
+
+    def evaluate(self, batch: pa.RecordBatch) -> tuple[pa.Array, pa.Array | None]:
+        masks: list[pa.Array] = []
+        reasons: list[pa.Array] = []
+        for rule in self.rules:
+            column = batch.column(rule.column)
+            if rule.not_null:
+                self._add(f"{rule.column}.not_null", pc.is_null(column), f"{rule.column}: null", masks, reasons)
+            if rule.min is not None:
+                self._add(f"{rule.column}.min", pc.less(column, rule.min), f"{rule.column}: below min {rule.min}", masks, reasons)
+            if rule.max is not None:
+                self._add(f"{rule.column}.max", pc.greater(column, rule.max), f"{rule.column}: above max {rule.max}", masks, reasons)
+            if rule.allowed is not None:
+                allowed = pa.array(rule.allowed).cast(column.type)
+                outside = pc.and_(pc.is_valid(column), pc.invert(pc.is_in(column, value_set=allowed)))
+                self._add(f"{rule.column}.allowed", outside, f"{rule.column}: not an allowed value", masks, reasons)
+            if rule.unique:
+                self._add(f"{rule.column}.unique", self._duplicates(batch, rule.column), f"{rule.column}: duplicate key", masks, reasons)
+        for name, stats in self.anomaly.items():
+            if not stats["sd"]:
+                continue
+            values = pc.cast(batch.column(name), pa.float64())
+            z = pc.divide(pc.abs(pc.subtract(values, stats["mean"])), stats["sd"])
+            self._add(f"{name}.anomaly", pc.greater(z, stats["critical"]), f"{name}: anomaly (|z| > {stats['critical']:.3f})", masks, reasons)
+        if not masks:
+            return pa.nulls(batch.num_rows, pa.bool_()).fill_null(False), None
+        failed = masks[0]
+        for mask in masks[1:]:
+            failed = pc.or_(failed, mask)
+        joined = pc.binary_join_element_wise(*reasons, "; ", null_handling="skip") if len(reasons) > 1 else reasons[0]
+        return failed, joined
+
+    def _duplicates(self, batch: pa.RecordBatch, column: str) -> pa.Array:
+        probe = pa.table({"__i": pa.array(range(batch.num_rows), pa.int64()), "key": batch.column(column)})
+        self.con.register("__probe", probe)
+        try:
+            hits = self.con.sql(
+                f"SELECT __i FROM __probe WHERE key IN (SELECT key FROM {quote_ident('dup_' + column)})"
+            ).to_arrow_table().column("__i")
+        finally:
+            self.con.unregister("__probe")
+        return pc.is_in(probe.column("__i"), value_set=hits.combine_chunks() if hits.num_chunks else pa.array([], pa.int64()))
+
+
+class BatchValidationSpecialist(Specialist):
+    """Rule and anomaly validation with a quarantine of failing rows."""
+
+    agent_type = "batch_validation_specialist"
+    category = "validation"
+    branches = ("data_validation_branch_beta",)
+    strategies = ("per_row", "familywise")
+
+    def build_subgraph(self) -> StateGraph:
+        return build_subgraph()
+
+    def plan(self, task: BranchTask, ctx: RunContext) -> dict[str, Any]:
+        options = task.batch.validation
+        schema = _open(task, ctx).schema
+        problems = []
+        for rule in options.rules:
+            index = schema.get_field_index(rule.column)
+            if index < 0:
+                problems.append(f"rule on unknown column {rule.column!r}")
+                continue
+            data_type = schema.field(index).type
+            if (rule.min is not None or rule.max is not None) and not _is_numeric(data_type):
+                problems.append(f"range rule on {rule.column!r} of non-numeric type {data_type}")
+            if rule.allowed is not None:
+                try:
+                    pa.array(rule.allowed).cast(data_type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                    problems.append(f"allowed values of {rule.column!r} do not fit its type {data_type}")
+        for name in options.anomaly_columns:
+            index = schema.get_field_index(name)
+            if index < 0:
+                problems.append(f"anomaly column {name!r} is not in the source")
+            elif not _is_numeric(schema.field(index).type):
+                problems.append(f"anomaly column {name!r} has non-numeric type {schema.field(index).type}")
+        if problems:
+            raise SourceError(f"wrong schema for the validation rules: {'; '.join(problems)}; columns {schema.names}")
+        return {
+            "unique_columns": sorted({r.column for r in options.rules if r.unique}),
+            "anomaly_columns": list(dict.fromkeys(options.anomaly_columns)),
+            "confidence": options.confidence,
+        }
+
+    def next_strategy(self, plan: dict[str, Any], attempts: list[dict[str, Any]]) -> str | None:
+        last = attempts[-1]
+        if last["strategy"] == "per_row" and last["ok"] and last["details"].get("anomalies", 0) > 0:
+            return "familywise"
+        return None
+
+    def _first_pass(self, source: Any, plan: dict[str, Any], con: Any, strategy: str) -> dict[str, dict[str, float]]:
+        """Copy key and anomaly columns into DuckDB; return the anomaly statistics."""
+        columns = list(dict.fromkeys([*plan["unique_columns"], *plan["anomaly_columns"]]))
+        if not columns:
+            return {}
+        narrow = source.schema.empty_table().select(columns).schema
+        con.register("__scan", stream(narrow, (b.select(columns) for b in source.iter_batches())))
+        con.execute("CREATE TABLE scan AS SELECT * FROM __scan")
+        con.unregister("__scan")
+        for column in plan["unique_columns"]:
+            col = quote_ident(column)
+            con.execute(
+                f"CREATE TABLE {quote_ident('dup_' + column)} AS SELECT {col} AS key FROM scan "
+                f"WHERE {col} IS NOT NULL GROUP BY {col} HAVING count(*) > 1"
+            )
+        anomaly: dict[str, dict[str, float]] = {}
+        for column in plan["anomaly_columns"]:
+            col = quote_ident(column)
+            n, mean, sd = con.execute(
+                f"SELECT count({col}), avg(CAST({col} AS DOUBLE)), stddev_samp(CAST({col} AS DOUBLE)) FROM scan"
+            ).fetchone()
+            tests = n if strategy == "familywise" else 1
+            anomaly[column] = {
+                "n": int(n),
+                "mean": float(mean) if mean is not None else 0.0,
+                "sd": float(sd) if sd else 0.0,
+                "critical": critical_value(plan["confidence"], tests),
+            }
+        con.execute("DROP TABLE scan")
+        return anomaly
+
+    def act(
+        self, task: BranchTask, plan: dict[str, Any], strategy: str, ctx: RunContext, staging: Path, meter: Meter
+    ) -> Attempt:
+        rules = task.batch.validation.rules
+        source = _open(task, ctx)
+        schema = source.schema
+        con = duckdb_connection(staging, cpu=self.lease_cpu, memory_mb=self.lease_memory_mb, on_disk=True)
+        quarantine = ParquetSideWriter(
+            staging / "quarantine", schema.append(pa.field(REASONS_COLUMN, pa.string())), role="quarantine"
+        )
+        try:
+            anomaly = self._first_pass(source, plan, con, strategy)
+            checks = _RowChecks(rules, schema, anomaly, con)
+            failed_rows = 0
+
+            def passing() -> Any:
+                nonlocal failed_rows
+                for batch in source.iter_batches():
+                    meter.tick(batch.num_rows)
+                    failed, reasons = checks.evaluate(batch)
+                    if reasons is None:
+                        yield batch
+                        continue
+                    bad = batch.filter(failed)
+                    failed_rows += bad.num_rows
+                    quarantine.write(bad.append_column(REASONS_COLUMN, reasons.filter(failed)))
+                    yield batch.filter(pc.invert(failed))
+
+            main = write_parquet(passing(), schema, staging / "data")
+            outputs = [main]
+            quarantined = quarantine.close()
+        finally:
+            quarantine.abort()
+            con.close()
+        if quarantined is not None:
+            outputs.append(quarantined)
+        if source.rejected:
+            lines = write_jsonl_quarantine(source.rejected, staging / "rejected_lines.jsonl")
+            outputs.append(lines.model_copy(update={"role": "rejected_lines"}))
+        rows_in = source.rows_read + len(source.rejected)
+        anomalies = sum(v for k, v in checks.counts.items() if k.endswith(".anomaly"))
+        return Attempt(
+            rows_in=rows_in,
+            rows_out=main.rows,
+            rows_rejected=failed_rows + len(source.rejected),
+            record_batches=meter.batches,
+            quality=(main.rows / rows_in) if rows_in else 1.0,
+            outputs=outputs,
+            details={
+                "rule_failures": checks.counts,
+                "anomalies": anomalies,
+                "anomaly_test": {
+                    name: {k: stats[k] for k in ("n", "mean", "sd", "critical")} for name, stats in anomaly.items()
+                },
+                "confidence": plan["confidence"],
+                "uniqueness": "duckdb group-by over the stream; every row of a duplicated key fails",
+                "malformed_lines": len(source.rejected),
+                "failed_rows": failed_rows,
+            },
+        )
