@@ -7,6 +7,7 @@ work); adapters only move the small models these functions take and return.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -36,6 +37,9 @@ from airflow_provider_orchestra.core.routing import CATEGORY_OF
 log = logging.getLogger(__name__)
 
 LEDGER_URL_ENV = "ORCHESTRA_LEDGER_URL"
+DEFAULT_RESOURCE_WAIT_SECONDS = 600.0
+RESOURCE_WAIT_FIRST_DELAY = 0.2
+RESOURCE_WAIT_MAX_DELAY = 5.0
 
 
 def load_config(data: Any) -> WorkflowConfig:
@@ -80,20 +84,12 @@ def open_factory(
 
 def resource_snapshot(factory) -> analysis.ResourceSnapshot:
     """The ledger's view plus this machine's load and memory."""
-    snap = factory.ledger.snapshot()
-    cpus = os.cpu_count() or 1
     try:
         load_1m = os.getloadavg()[0]
     except OSError:
         load_1m = 0.0
-    return analysis.ResourceSnapshot(
-        cpu_capacity=snap.capacity.cpu,
-        memory_capacity_mb=snap.capacity.memory_mb,
-        max_agents=snap.capacity.max_agents,
-        cpu_used=snap.used.cpu,
-        memory_used_mb=snap.used.memory_mb,
-        agents_used=snap.used.agents,
-        machine_cpus=cpus,
+    return factory.ledger.snapshot().resource_snapshot(
+        machine_cpus=os.cpu_count() or 1,
         machine_load_1m=load_1m,
         machine_memory_available_mb=_memory_available_mb(),
     )
@@ -165,10 +161,12 @@ def execute_branch(
     thread_id: str | None = None,
     connections=None,
     on_progress: Callable[[dict], None] | None = None,
+    wait_seconds: float = DEFAULT_RESOURCE_WAIT_SECONDS,
 ) -> BranchResult:
     """Run one branch through the agent factory: spec -> allocate -> instantiate -> run ->
-    record -> release (also on failure). Data problems come back as a failed result; a
-    missing template or an exhausted pool raises (the caller's retry may succeed later)."""
+    record -> release (also on failure). While the pool is exhausted it waits for a lease
+    (up to ``wait_seconds``, backing off). Data problems come back as a failed result; a
+    missing template or a pool still exhausted after the wait raises."""
     from airflow_provider_orchestra.factory.selection import required_capabilities_for
     from airflow_provider_orchestra.factory.specification import TaskRequirements
 
@@ -180,7 +178,7 @@ def execute_branch(
     )
     context = {"workflow_id": task.workflow_id, "run_id": task.run_id, "branch_id": task.branch_id, "round": task.round}
     started = time.monotonic()
-    with factory.agent_for(requirements, holder=holder, context=context) as agent:
+    with _agent_when_resources_free(factory, requirements, holder, context, wait_seconds) as agent:
         result = agent.run(task, saver=saver, thread_id=thread_id, connections=connections, on_progress=on_progress)
     seconds = result.metrics.execution_seconds
     factory.record_outcome(
@@ -190,6 +188,26 @@ def execute_branch(
         quality=result.metrics.quality,
     )
     return result
+
+
+@contextlib.contextmanager
+def _agent_when_resources_free(factory, requirements, holder, context, wait_seconds: float):
+    from airflow_provider_orchestra.core.errors import ResourceUnavailableError
+
+    deadline = time.monotonic() + wait_seconds
+    delay = RESOURCE_WAIT_FIRST_DELAY
+    with contextlib.ExitStack() as stack:
+        while True:
+            try:
+                agent = stack.enter_context(factory.agent_for(requirements, holder=holder, context=context))
+                break
+            except ResourceUnavailableError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.info("waiting %.1fs for resources: %s", delay, exc)
+                time.sleep(delay)  # another branch holds the pool; its release frees it
+                delay = min(delay * 2, RESOURCE_WAIT_MAX_DELAY)
+        yield agent
 
 
 def merge(config: WorkflowConfig, allocated: Sequence[str], results: Iterable[BranchResult], round: int) -> MergeReport:
