@@ -72,7 +72,6 @@ def _metric_sql(metric: Metric, data_type: pa.DataType) -> str:
 
 
 class _AggregationSpecialist(Specialist):
-    category = "aggregation"
     branches = ("data_aggregation_branch_primary", "data_quality_branch_secondary")
     strategies = ("standard", "small_batches")
     measures_input_quality = False

@@ -37,11 +37,11 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from airflow_provider_orchestra.core.routing import CATEGORY_OF
 from airflow_provider_orchestra.core.models import (
     BranchMetrics,
     BranchResult,
     BranchTask,
-    Category,
     OutputDescriptor,
     SpecialistName,
 )
@@ -123,7 +123,6 @@ class Specialist:
     """
 
     agent_type: ClassVar[str]
-    category: ClassVar[Category]
     branches: ClassVar[tuple[SpecialistName, ...]]
     strategies: ClassVar[tuple[str, ...]]
 
@@ -280,7 +279,7 @@ class Specialist:
         base = {
             "branch_id": task.branch_id,
             "specialist": task.specialist,
-            "category": self.category,
+            "category": CATEGORY_OF[task.specialist],
             "round": task.round,
             "agent_type": self.agent_type,
             "agent_id": self.agent_id,

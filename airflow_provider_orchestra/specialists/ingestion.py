@@ -8,11 +8,15 @@ output was published, so a failed run re-reads the same records next time. A run
 repeated (an Airflow retry, a resumed graph, a revision round) re-reads the range it read
 the first time rather than the empty range after it: its output is replaced, never lost.
 
-Late events: with ``ingestion.event_time_column`` set, a record whose event time is older
-than the event-time watermark of the previous run minus ``late_tolerance_seconds`` is
-late. Late records are counted (``details.late_events``) and written to their own Parquet
-output (role ``late_events``) instead of the main output; they are never dropped silently.
-Event times without a zone are taken as UTC; a record without an event time is on time.
+Late events: with ``ingestion.event_time_column`` set, the event-time watermark is the
+largest event time read so far (by earlier runs, then by this one in file or watermark
+order). A record whose event time is older than the watermark before it minus
+``late_tolerance_seconds`` is late: late records are counted (``details.late_events``) and
+written to their own Parquet output (role ``late_events``) instead of the main output,
+never dropped silently. The watermark is stored with the offset, so the next run judges
+its records against everything read before. Event times without a zone are taken as UTC;
+a record without an event time is on time. Lines recovered by lenient parsing are judged
+after the block they came from.
 
 Strategies: ``strict`` keeps the column types of the first run (or of the first block
 read) and quarantines lines that do not fit them; ``lenient`` also recovers those lines,
@@ -176,7 +180,6 @@ class StreamingIngestionSpecialist(Specialist):
     """Incremental ingestion of new records from an append-only JSONL file or a Postgres table."""
 
     agent_type = "streaming_ingestion_specialist"
-    category = "ingestion"
     branches = ("data_ingestion_branch_alpha",)
     strategies = ("strict", "lenient")
 
@@ -259,31 +262,34 @@ class StreamingIngestionSpecialist(Specialist):
         lenient = strategy == "lenient" and plan["kind"] == "jsonl" and len(schema) > 0
         salvager = _Salvager(duckdb_connection(staging, cpu=self.lease_cpu, memory_mb=self.lease_memory_mb), schema) if lenient else None
         event_column = options.event_time_column
+        tolerance_us = int(options.late_tolerance_seconds * 1_000_000)
         before_us = plan.get("event_watermark_us")
-        cutoff_us = None if before_us is None else before_us - int(options.late_tolerance_seconds * 1_000_000)
         late_writer = ParquetSideWriter(staging / "late_events", schema, role="late_events")
-        counts = {"late": 0, "recovered": 0, "nulled": 0, "no_event_time": 0, "max_event_us": None}
+        counts = {"late": 0, "recovered": 0, "nulled": 0, "no_event_time": 0, "watermark_us": before_us}
         recovered_indexes: set[int] = set()
         checked = 0
 
         def route(batch: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
-            """Send late records to their own output; return the on-time ones."""
+            """Send late records to their own output; return the on-time ones. The
+            watermark before a record is the largest event time read before it (this run,
+            in file order, after the previous run's)."""
             if not event_column or batch.num_rows == 0:
                 return batch
             micros = event_time_micros(batch.column(event_column), event_column)
             counts["no_event_time"] += micros.null_count
-            top = pc.max(micros).as_py()
-            if top is not None and (counts["max_event_us"] is None or top > counts["max_event_us"]):
-                counts["max_event_us"] = top
-            if cutoff_us is None:
-                return batch
-            late = pc.fill_null(pc.less(micros, cutoff_us), False)
+            watermark = pc.cumulative_max(micros, skip_nulls=True)
+            if counts["watermark_us"] is not None:
+                watermark = pc.max_element_wise(watermark, pa.scalar(counts["watermark_us"], pa.int64()))
+            top = pc.max(watermark).as_py()
+            if top is not None:
+                counts["watermark_us"] = top
+            late = pc.fill_null(pc.less(micros, pc.subtract(watermark, tolerance_us)), False)
             late_rows = batch.filter(late)
-            if late_rows.num_rows:
-                counts["late"] += late_rows.num_rows
-                late_writer.write(late_rows)
-                return batch.filter(pc.invert(late))
-            return batch
+            if late_rows.num_rows == 0:
+                return batch
+            counts["late"] += late_rows.num_rows
+            late_writer.write(late_rows)
+            return batch.filter(pc.invert(late))
 
         def recover() -> pa.Table | None:
             nonlocal checked
@@ -341,8 +347,7 @@ class StreamingIngestionSpecialist(Specialist):
         end = source.end_offset if plan["kind"] == "jsonl" else source.max_watermark
         if end is None:  # no new rows in the table: the watermark stays
             end = start
-        known = [v for v in (before_us, counts["max_event_us"]) if v is not None]
-        after_us = max(known) if known else None
+        after_us = counts["watermark_us"]
         details = {
             "source": plan["source_uri"],
             "start_position": None if start is None else str(start),

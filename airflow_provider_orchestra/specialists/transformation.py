@@ -6,7 +6,9 @@ Per record batch, one DuckDB query maps the schema and derives columns::
     FROM (SELECT <col> AS <renamed>, CAST(<col> AS <type>) AS <cast>, ... FROM batch)
 
 ``transformation.rename`` maps source columns to new names; ``transformation.cast`` gives
-DuckDB types by column (its new or its source name); ``transformation.derive`` adds (or
+a type by column (its new or its source name): a DuckDB type name, or failing that an
+Arrow one such as ``float64`` or ``timestamp[us]`` (note ``int8`` is DuckDB's 8-byte
+BIGINT); ``transformation.derive`` adds (or
 replaces) columns computed from SQL expressions over the renamed, cast columns. The
 output is Parquet partitioned by date: by ``transformation.partition_date_column`` when
 set (a date or timestamp column of the output), else by the first date or timestamp
@@ -42,10 +44,11 @@ from airflow_provider_orchestra.specialists.base import Attempt, RunContext, Spe
 from airflow_provider_orchestra.specialists.engine import (
     Meter,
     duckdb_connection,
+    duckdb_types,
     quote_ident,
     resolver_for,
 )
-from airflow_provider_orchestra.specialists.io import open_source, write_jsonl_quarantine, write_parquet
+from airflow_provider_orchestra.specialists.io import arrow_type, open_source, write_jsonl_quarantine, write_parquet
 
 _TYPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?(\[\])?$")
 _FAILED_CASTS = "__failed_casts"
@@ -73,6 +76,35 @@ def _open(task: BranchTask, ctx: RunContext) -> Any:
         batch_rows=task.record_batch_rows,
         connections=resolver_for(ctx.connections),
     )
+
+
+def _locked_duckdb() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:", config={"autoload_known_extensions": False, "autoinstall_known_extensions": False})
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def _duckdb_type(name: str) -> str | None:
+    """The DuckDB type for a cast target: a DuckDB type name as given (``INTEGER``,
+    ``DECIMAL(12, 2)``, ``TIMESTAMP WITH TIME ZONE``), else an Arrow type name
+    (``float64``, ``timestamp[us]``) translated; None when it is neither."""
+    text = name.strip()
+    con = _locked_duckdb()
+    try:
+        if _TYPE_NAME.match(text):
+            try:
+                con.execute(f"SELECT CAST(NULL AS {text})")
+                return text
+            except duckdb.Error:
+                pass
+        try:
+            arrow = arrow_type(text)
+        except SourceError:
+            return None
+        return duckdb_types(con, pa.schema([("v", arrow)]))["v"]
+    finally:
+        con.close()
 
 
 def _binder_message(exc: Exception) -> str:
@@ -113,7 +145,6 @@ class RealtimeTransformationSpecialist(Specialist):
     """Schema mapping and derived columns, written as date-partitioned Parquet."""
 
     agent_type = "realtime_transformation_specialist"
-    category = "transformation"
     branches = ("data_transformation_branch_gamma",)
     strategies = ("strict", "lenient_casts", "drop_failing_derives")
 
@@ -137,10 +168,12 @@ class RealtimeTransformationSpecialist(Specialist):
             source_name = column if column in renamed else by_source.get(column)
             if source_name is None:
                 problems.append(f"cast of unknown column {column!r}")
-            elif not _TYPE_NAME.match(type_name.strip()):
-                problems.append(f"cast of {column!r} to {type_name!r}: not a type name")
             else:
-                casts[source_name] = type_name.strip()
+                resolved = _duckdb_type(type_name)
+                if resolved is None:
+                    problems.append(f"cast of {column!r} to {type_name!r}: not a DuckDB or Arrow type name")
+                else:
+                    casts[source_name] = resolved
         if problems:
             raise SourceError(f"wrong schema for the transformation: {'; '.join(problems)}; columns {names}")
         for name in options.derive:
@@ -150,9 +183,7 @@ class RealtimeTransformationSpecialist(Specialist):
             "columns": [[c, renamed[c], casts.get(c)] for c in names],
             "derive": dict(options.derive),
         }
-        con = duckdb.connect(":memory:", config={"autoload_known_extensions": False, "autoinstall_known_extensions": False})
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
+        con = _locked_duckdb()
         try:
             con.register("batch", schema.empty_table())
             query = _Query(plan, "strict", [])

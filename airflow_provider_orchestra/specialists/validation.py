@@ -124,7 +124,10 @@ class _RowChecks:
         failed = masks[0]
         for mask in masks[1:]:
             failed = pc.or_(failed, mask)
-        joined = pc.binary_join_element_wise(*reasons, "; ", null_handling="skip") if len(reasons) > 1 else reasons[0]
+        joined = reasons[0]
+        for reason in reasons[1:]:
+            # "a; b" where both failed, else whichever did (join alone would give null).
+            joined = pc.coalesce(pc.binary_join_element_wise(joined, reason, "; "), joined, reason)
         return failed, joined
 
     def _duplicates(self, batch: pa.RecordBatch, column: str) -> pa.Array:
@@ -143,7 +146,6 @@ class BatchValidationSpecialist(Specialist):
     """Rule and anomaly validation with a quarantine of failing rows."""
 
     agent_type = "batch_validation_specialist"
-    category = "validation"
     branches = ("data_validation_branch_beta",)
     strategies = ("per_row", "familywise")
 
