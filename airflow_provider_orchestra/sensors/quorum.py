@@ -26,7 +26,7 @@ How it waits:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
@@ -213,9 +213,5 @@ class OrchestraQuorumSensor(BaseSensorOperator):
             # Never sent by the trigger; if it ever is, wait on rather than decide on it.
             plan = self.load_plan(context)
             return self.defer_to_trigger(context, plan, decision)
-        self.log.info(
-            "Trigger decided at %s: branch states %s",
-            datetime.now(timezone.utc).isoformat(),
-            event.get("branch_states"),
-        )
+        self.log.info("Resumed after the quorum trigger fired; branch states %s", event.get("branch_states"))
         return self.finish(decision)
