@@ -217,3 +217,25 @@ def test_parquet_source_reads_what_was_written(data_root: Path, roots: list[str]
     table = numbers_table(77)
     pq.write_table(table, data_root / "t.parquet")
     assert open_source(_ref("parquet", "t.parquet"), roots=roots, batch_rows=10).read_all().equals(table)
+
+
+def test_jsonl_many_misfits_and_invalid_utf8_are_isolated(data_root: Path, roots: list[str]):
+    lines = [event_line(i).encode() for i in range(2_000)]
+    for i in range(3, 2_000, 97):  # valid JSON whose event_id is text: does not fit int64
+        lines[i] = b'{"event_id": "id-%d", "user": "u", "value": 1.0}' % i
+    lines[500] = b'{"event_id": 500, "user": "\xff\xfe", "value": 1.0}'
+    path = data_root / "mixed.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    source = open_source(_ref("jsonl", "mixed.jsonl"), roots=roots, batch_rows=256)
+    table = source.read_all()
+    misfit_lines = {i + 1 for i in range(3, 2_000, 97)}
+    rejected = {r.line: r for r in source.rejected}
+    assert set(rejected) == misfit_lines | {501}
+    assert all(rejected[n].reason.startswith("does not fit the schema") for n in misfit_lines)
+    assert rejected[501].reason.startswith("invalid JSON")
+    assert table.num_rows == 2_000 - len(rejected)
+    kept = set(table.column("event_id").to_pylist())
+    assert kept == set(range(2_000)) - {n - 1 for n in rejected}
+    raw = path.read_bytes()
+    for number, record in rejected.items():
+        assert raw[record.offset :].startswith(lines[number - 1][:20])
