@@ -154,6 +154,43 @@ def _parse_isolating(
         )
 
 
+def _failing_positions(values: pa.Array, target: pa.DataType, base: int = 0, fanout: int = 8) -> Iterator[int]:
+    """Positions of the values that cannot be cast to ``target`` (split-and-retry)."""
+    try:
+        pc.cast(values, target)
+        return
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        if len(values) == 1:
+            yield base
+            return
+    step = -(-len(values) // fanout)
+    for begin in range(0, len(values), step):
+        yield from _failing_positions(values.slice(begin, step), target, base + begin, fanout)
+
+
+def _cast_isolating(batch: pa.RecordBatch, schema: pa.Schema) -> tuple[pa.RecordBatch, list[tuple[int, str]]]:
+    """Cast a text batch to ``schema``; rows with a value that does not convert are left
+    out and returned as (row index, reason)."""
+    reasons: dict[int, str] = {}
+    for field in schema:
+        column = batch.column(field.name)
+        if column.type == field.type:
+            continue
+        for position in _failing_positions(column, field.type):
+            value = column[position].as_py()
+            reasons.setdefault(position, f"column {field.name!r}: cannot convert {value!r} to {field.type}")
+    if reasons:
+        keep = pa.array([i not in reasons for i in range(batch.num_rows)], pa.bool_())
+        batch = batch.filter(keep)
+    return batch.select(schema.names).cast(schema), sorted(reasons.items())
+
+
+def _row_text(batch: pa.RecordBatch, index: int) -> str:
+    """A CSV-like rendering of one row of a text batch (for the quarantine file)."""
+    values = ["" if v is None else str(v) for v in batch.slice(index, 1).to_pylist()[0].values()]
+    return ",".join(values)
+
+
 class RecordBatchSource:
     """A readable source. ``iter_batches()`` streams; call it again to re-read.
 
@@ -236,7 +273,7 @@ class CsvSource(RecordBatchSource):
         self._pending: pacsv.CSVStreamingReader | None = reader
         self.schema = check_schema(reader.schema, self._expected, str(path))
 
-    def _open(self, rejected: list[RejectedLine]) -> pacsv.CSVStreamingReader:
+    def _open(self, rejected: list[RejectedLine], *, as_text: bool = False) -> pacsv.CSVStreamingReader:
         def quarantine(row: pacsv.InvalidRow) -> str:
             rejected.append(
                 RejectedLine(
@@ -248,7 +285,10 @@ class CsvSource(RecordBatchSource):
             )
             return "skip"
 
-        column_types = {k: v for k, v in self._expected.items() if v is not None}
+        if as_text:
+            column_types = {name: pa.string() for name in self.schema.names}
+        else:
+            column_types = {k: v for k, v in self._expected.items() if v is not None}
         try:
             return pacsv.open_csv(
                 self.path,
@@ -270,17 +310,53 @@ class CsvSource(RecordBatchSource):
         else:
             self.rejected = self._pending_rejected
         where = str(self.path)
+        emitted = 0
         while True:
             try:
                 batch = reader.read_next_batch()
             except StopIteration:
                 return
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise SourceError(
-                    f"{where}: cannot convert a value ({exc}); declare the column's type "
-                    "with expected_columns or fix the file"
-                ) from None
+                log.info("%s: a value does not fit its column (%s); re-reading as text", where, exc)
+                yield from self._batches_from_text(skip=emitted)
+                return
+            emitted += batch.num_rows
             yield conform(batch, self.schema, where)
+
+    def _batches_from_text(self, skip: int) -> Iterator[pa.RecordBatch]:
+        """Continue after a value failed to convert: read every column as text, cast
+        column by column, and quarantine the rows holding a value that does not fit."""
+        where = str(self.path)
+        known = {r.line for r in self.rejected}
+        found: list[RejectedLine] = []
+        try:
+            reader = self._open(found, as_text=True)
+        except SourceError:
+            raise
+        row_number = 0  # data rows, header and skipped lines excluded
+        for batch in reader:
+            self.rejected.extend(r for r in found if r.line not in known)
+            found.clear()
+            if skip >= batch.num_rows:
+                skip -= batch.num_rows
+                row_number += batch.num_rows
+                continue
+            if skip:
+                batch, row_number, skip = batch.slice(skip), row_number + skip, 0
+            good, misfits = _cast_isolating(batch, self.schema)
+            for index, reason in misfits:
+                self.rejected.append(
+                    RejectedLine(
+                        line=None,
+                        offset=None,
+                        reason=f"does not fit the schema: data row {row_number + index + 1}: {reason}",
+                        raw=_row_text(batch, index)[:_RAW_LIMIT],
+                    )
+                )
+            row_number += batch.num_rows
+            if good.num_rows:
+                yield conform(good, self.schema, where)
+        self.rejected.extend(r for r in found if r.line not in known)
 
 
 class ParquetSource(RecordBatchSource):

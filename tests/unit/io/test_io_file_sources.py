@@ -69,12 +69,25 @@ def test_csv_rows_with_wrong_field_count_are_quarantined(data_root: Path, roots:
     assert "expected 2 columns, got 1" in source.rejected[0].reason
 
 
-def test_csv_conversion_error_names_the_cause(data_root: Path, roots: list[str]):
-    lines = ["id,qty"] + [f"{i},{i}" for i in range(30_000)] + ["30000,lots"]
+def test_csv_value_that_does_not_fit_its_column_is_quarantined(data_root: Path, roots: list[str]):
+    # Types are inferred from the first block; the bad values come blocks later.
+    lines = ["id,qty,note"] + [f"{i},{i},n{i}" for i in range(30_000)]
+    lines[25_001] = "25000,lots,n25000"
+    lines[29_001] = "29000,12.5,n29000"
+    lines.insert(27_000, "short,row")
     (data_root / "late_text.csv").write_text("\n".join(lines) + "\n")
-    source = open_source(_ref("csv", "late_text.csv"), roots=roots, batch_rows=64)
-    with pytest.raises(SourceError, match="lots"):
-        source.read_all()
+    source = open_source(_ref("csv", "late_text.csv"), roots=roots, batch_rows=4_096)
+    assert source.schema.field("qty").type == pa.int64()
+    table = source.read_all()
+    assert table.schema.equals(source.schema)
+    ids = table.column("id").to_pylist()
+    assert ids == [i for i in range(30_000) if i not in {25_000, 29_000}]
+    reasons = [r.reason for r in source.rejected]
+    assert len(reasons) == 3
+    assert any("expected 3 columns, got 2" in r for r in reasons)
+    assert any(r.startswith("does not fit the schema") and "'lots'" in r and "'qty'" in r for r in reasons)
+    assert any("12.5" in r for r in reasons)
+    assert {r.raw for r in source.rejected} >= {"25000,lots,n25000", "short,row"}
 
 
 def test_jsonl_incremental_read_gets_only_appended_lines(data_root: Path, roots: list[str]):
