@@ -190,15 +190,15 @@ class RealtimeTransformationSpecialist(Specialist):
             try:
                 con.sql(query.inner).to_arrow_table()
             except duckdb.Error as exc:
-                raise SourceError(f"a cast does not bind: {_binder_message(exc)}") from None
+                raise SourceError(f"a cast is invalid: {_binder_message(exc)}") from None
             for name in plan["derive"]:
                 text = query.derive_only(name)
-                if len(con.extract_statements(text)) != 1:
-                    raise SourceError(f"derive {name!r} is not a single expression")
                 try:
+                    if len(con.extract_statements(text)) != 1:
+                        raise SourceError(f"derive {name!r} is not a single expression")
                     con.sql(text).to_arrow_table()
                 except duckdb.Error as exc:
-                    raise SourceError(f"derive {name!r} = {plan['derive'][name]!r} does not bind: {_binder_message(exc)}") from None
+                    raise SourceError(f"derive {name!r} = {plan['derive'][name]!r} is invalid: {_binder_message(exc)}") from None
             output_schema = con.sql(query.sql).to_arrow_table().schema
         finally:
             con.close()
@@ -245,11 +245,14 @@ class RealtimeTransformationSpecialist(Specialist):
             failing.extend((attempt.get("details") or {}).get("failing_derives") or [])
         return sorted(set(failing))
 
-    def _diagnose(self, con: Any, query: _Query, exc: Exception) -> TransformationFailure:
+    def _diagnose(self, con: Any, plan: dict[str, Any], query: _Query, exc: Exception) -> TransformationFailure:
+        """Which derives (over leniently cast columns) and whether the casts fail on the
+        registered batch."""
         failing = []
+        lenient = _Query(plan, "lenient_casts", [])
         for name in query.derives:
             try:
-                con.sql(query.derive_only(name)).to_arrow_table()
+                con.sql(lenient.derive_only(name)).to_arrow_table()
             except duckdb.Error:
                 failing.append(name)
         try:
@@ -284,7 +287,7 @@ class RealtimeTransformationSpecialist(Specialist):
                 try:
                     result = con.sql(query.sql).to_arrow_table()
                 except duckdb.Error as exc:
-                    raise self._diagnose(con, query, exc) from None
+                    raise self._diagnose(con, plan, query, exc) from None
                 finally:
                     con.unregister("batch")
                 if query.lenient:
