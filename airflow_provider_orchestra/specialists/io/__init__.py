@@ -27,6 +27,7 @@ from airflow_provider_orchestra.specialists.io.sources import (
     source_key,
 )
 from airflow_provider_orchestra.specialists.io.types import (
+    MISFIT_REASON,
     REJECTED_SCHEMA,
     RejectedLine,
     arrow_type,
@@ -34,6 +35,7 @@ from airflow_provider_orchestra.specialists.io.types import (
 )
 
 __all__ = [
+    "MISFIT_REASON",
     "REJECTED_SCHEMA",
     "ConnectionResolver",
     "CsvSource",

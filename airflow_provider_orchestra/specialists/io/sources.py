@@ -24,6 +24,7 @@ from airflow_provider_orchestra.core.models import BatchDescriptor, BatchSpec, C
 from airflow_provider_orchestra.specialists.io.connections import ConnectionResolver
 from airflow_provider_orchestra.specialists.io.paths import resolve_under_roots
 from airflow_provider_orchestra.specialists.io.types import (
+    MISFIT_REASON,
     ExpectedColumns,
     RejectedLine,
     check_schema,
@@ -180,8 +181,8 @@ def _cast_isolating(batch: pa.RecordBatch, schema: pa.Schema) -> tuple[pa.Record
             value = column[position].as_py()
             reasons.setdefault(position, f"column {field.name!r}: cannot convert {value!r} to {field.type}")
     if reasons:
-        keep = pa.array([i not in reasons for i in range(batch.num_rows)], pa.bool_())
-        batch = batch.filter(keep)
+        rows = pa.array(range(batch.num_rows), pa.int64())
+        batch = batch.filter(pc.invert(pc.is_in(rows, pa.array(sorted(reasons), pa.int64()))))
     return batch.select(schema.names).cast(schema), sorted(reasons.items())
 
 
@@ -329,10 +330,7 @@ class CsvSource(RecordBatchSource):
         where = str(self.path)
         known = {r.line for r in self.rejected}
         found: list[RejectedLine] = []
-        try:
-            reader = self._open(found, as_text=True)
-        except SourceError:
-            raise
+        reader = self._open(found, as_text=True)
         row_number = 0  # data rows, header and skipped lines excluded
         for batch in reader:
             self.rejected.extend(r for r in found if r.line not in known)
@@ -349,7 +347,7 @@ class CsvSource(RecordBatchSource):
                     RejectedLine(
                         line=None,
                         offset=None,
-                        reason=f"does not fit the schema: data row {row_number + index + 1}: {reason}",
+                        reason=f"{MISFIT_REASON}: data row {row_number + index + 1}: {reason}",
                         raw=_row_text(batch, index)[:_RAW_LIMIT],
                     )
                 )
@@ -367,7 +365,9 @@ class ParquetSource(RecordBatchSource):
         self.path = path
         _check_file(path, "parquet")
         try:
-            self._file = pq.ParquetFile(path)
+            # Without pre-buffering: pre_buffer reads every row group's column chunks up
+            # front, which would hold the whole file in memory.
+            self._file = pq.ParquetFile(path, pre_buffer=False)
         except (pa.ArrowInvalid, OSError) as exc:
             raise SourceError(f"{str(path)!r} is not a readable Parquet file: {exc}") from None
         self.schema = check_schema(self._file.schema_arrow, normalise_expected(expected), str(path))
@@ -496,7 +496,7 @@ class JsonlSource(RecordBatchSource):
             rejected.append(
                 self._reject(
                     first_line + index, offset + starts[index].as_py() + index,
-                    f"does not fit the schema: {reason}", lines[index].as_py(),
+                    f"{MISFIT_REASON}: {reason}", lines[index].as_py(),
                 )
             )
         rejected.sort(key=lambda r: r.offset or 0)
@@ -779,18 +779,15 @@ def _columns(schema: pa.Schema) -> list[ColumnInfo]:
     return [ColumnInfo(name=field.name, type=type_name(field.type)) for field in schema]
 
 
-def _count_csv_rows(path: Path) -> int:
-    """Rows of a CSV without converting values: read only the first column as text."""
-    first = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(block_size=_MAX_BLOCK, use_threads=False),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
-    ).schema.names[0]
+def _count_csv_rows(path: Path, first_column: str) -> int:
+    """Rows of a CSV without converting values: read only the first column, as text."""
     reader = pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(block_size=_MAX_BLOCK),
         parse_options=pacsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
-        convert_options=pacsv.ConvertOptions(include_columns=[first], column_types={first: pa.string()}),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=[first_column], column_types={first_column: pa.string()}
+        ),
     )
     return sum(batch.num_rows for batch in reader)
 
@@ -826,7 +823,7 @@ def describe_source(
             rows, schema = meta.metadata.num_rows, meta.schema_arrow
         elif ref.kind == "csv":
             schema = CsvSource(path, 1024).schema
-            rows = _count_csv_rows(path)
+            rows = _count_csv_rows(path, schema.names[0])
         else:
             schema = JsonlSource(path, 1024).schema
             rows = _count_lines(path)

@@ -90,6 +90,11 @@ def type_name(data_type: pa.DataType) -> str:
     return str(data_type)
 
 
+MISFIT_REASON = "does not fit the schema"
+"""Prefix of the reason of a line that parsed but whose values do not fit the columns
+(as opposed to a line that is not valid JSON/CSV at all)."""
+
+
 @dataclass(frozen=True)
 class RejectedLine:
     """A line a source could not parse, kept for the quarantine file.

@@ -252,3 +252,29 @@ def test_jsonl_many_misfits_and_invalid_utf8_are_isolated(data_root: Path, roots
     raw = path.read_bytes()
     for number, record in rejected.items():
         assert raw[record.offset :].startswith(lines[number - 1][:20])
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet"])
+def test_streaming_memory_is_bounded_by_batch_size(kind: str, data_root: Path, roots: list[str]):
+    rows = 200_000
+    name = f"big.{kind}"
+    if kind == "csv":
+        write_csv_file(data_root / name, rows)
+    elif kind == "parquet":
+        pq.write_table(numbers_table(rows), data_root / name, row_group_size=2_000)
+    else:
+        write_events(data_root / name, range(rows))
+    whole = open_source(_ref(kind, name), roots=roots, batch_rows=rows).read_all()
+    whole_bytes = whole.nbytes
+    del whole
+
+    source = open_source(_ref(kind, name), roots=roots, batch_rows=2_000)
+    baseline = pa.total_allocated_bytes()
+    peak = 0
+    total = 0
+    for batch in source.iter_batches():
+        total += batch.num_rows
+        peak = max(peak, pa.total_allocated_bytes() - baseline)
+        del batch
+    assert total == rows
+    assert peak < whole_bytes / 4, (peak, whole_bytes)
