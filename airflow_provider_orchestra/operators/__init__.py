@@ -1,0 +1,1 @@
+"""Airflow operators of the orchestra provider (thin adapters over ``runtime``)."""
