@@ -127,6 +127,12 @@ def _value(values: Any, name: str, default: Any = None) -> Any:
     return getattr(values, name, default)
 
 
+def chronological(timeline: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Timeline entries by time (branches of a round append in the order LangGraph
+    applies their writes, not the order they happened)."""
+    return sorted(timeline, key=lambda e: str(e.get("timestamp", "")))
+
+
 def concurrency_cap(analysis: AnalysisResult) -> int:
     """Branches of a round that run at once: the analysis' ``max_branches``, and no more
     than the resource ledger had room for when the run was analysed (the ledger keeps
@@ -324,19 +330,20 @@ class _WorkflowNodes:
                 result = runtime.failed_result(
                     task, f"{task.branch_id}: cancelled before it started, {reason}", status="cancelled"
                 )
-        board.finish(task.branch_id, result.status)
-        write(
-            {
-                **base,
-                "phase": "finished",
-                "status": result.status,
-                "rows_in": result.metrics.rows_in,
-                "rows_out": result.metrics.rows_out,
-                "quality": result.metrics.quality,
-                "seconds": result.metrics.execution_seconds,
-                "error": result.error,
-            }
-        )
+            # Reported while the slot is still held, so "finished" precedes the next start.
+            write(
+                {
+                    **base,
+                    "phase": "finished",
+                    "status": result.status,
+                    "rows_in": result.metrics.rows_in,
+                    "rows_out": result.metrics.rows_out,
+                    "quality": result.metrics.quality,
+                    "seconds": result.metrics.execution_seconds,
+                    "error": result.error,
+                }
+            )
+            board.finish(task.branch_id, result.status)
         return {
             "branch_results": [result],
             "branch_performance": {
@@ -368,8 +375,8 @@ class _WorkflowNodes:
         factory = self.factory_for(board.workflow_config)
 
         def on_progress(event: dict) -> None:
-            board.raise_if_cancelled(task.branch_id)
             report(event)
+            board.raise_if_cancelled(task.branch_id)
 
         started = time.monotonic()
         backoff = _LEDGER_RETRY_FIRST_SECONDS
@@ -377,7 +384,7 @@ class _WorkflowNodes:
             try:
                 # A fresh context: the specialist's subgraph is a top-level run under its
                 # own thread id, exactly as when an Airflow task runs it.
-                return contextvars.Context().run(
+                result = contextvars.Context().run(
                     runtime.execute_branch,
                     task,
                     factory=factory,
@@ -388,8 +395,20 @@ class _WorkflowNodes:
                     on_progress=on_progress,
                     wait_seconds=0.0,  # the board waits instead, and stops waiting when cancelled
                 )
+                reason = board.cancellation(task.branch_id)
+                if reason is not None and result.status != "success":
+                    # A specialist may report the cancellation as a failed attempt (e.g. a
+                    # sink wrapping it); it was the sync point's doing all the same.
+                    return runtime.failed_result(
+                        task, f"{task.branch_id}: cancelled, {reason}", seconds=result.metrics.execution_seconds,
+                        status="cancelled",
+                    )
+                return result
             except BranchCancelled as exc:
-                return runtime.failed_result(task, str(exc), seconds=time.monotonic() - started, status="cancelled")
+                return runtime.failed_result(
+                    task, f"{task.branch_id}: cancelled, {exc.reason}", seconds=time.monotonic() - started,
+                    status="cancelled",
+                )
             except ResourceUnavailableError as exc:
                 if not board.wait_for_change(task.branch_id, backoff):
                     reason = board.cancellation(task.branch_id)
@@ -399,8 +418,12 @@ class _WorkflowNodes:
                     )
                 backoff = min(backoff * 2, _LEDGER_RETRY_MAX_SECONDS)
             except Exception as exc:  # a branch failure must not take the round down
-                if board.cancellation(task.branch_id) is not None:
-                    return runtime.failed_result(task, f"{task.branch_id}: cancelled, {board.cancellation(task.branch_id)}", seconds=time.monotonic() - started, status="cancelled")
+                reason = board.cancellation(task.branch_id)
+                if reason is not None:
+                    return runtime.failed_result(
+                        task, f"{task.branch_id}: cancelled, {reason}", seconds=time.monotonic() - started,
+                        status="cancelled",
+                    )
                 if not isinstance(exc, OrchestraError):
                     log.exception("branch %s failed unexpectedly", task.branch_id)
                 return runtime.failed_result(
@@ -510,7 +533,7 @@ class _WorkflowNodes:
                 merge=state.merge,
                 gate=gate,
                 results=state.branch_results,
-                timeline=[*state.execution_timeline, event],
+                timeline=chronological([*state.execution_timeline, event]),
             )
             update.update(report=report, status=report.status)
         return update
@@ -529,7 +552,7 @@ class _WorkflowNodes:
             merge_report=state.merge,
             gate_result=state.gate,
             results=state.branch_results,
-            timeline=[*state.execution_timeline, *self.factory_events(), event],
+            timeline=chronological([*state.execution_timeline, *self.factory_events(), event]),
         )
         return {"report": report, "status": report.status, "execution_timeline": [event]}
 
