@@ -8,6 +8,7 @@ How the steps connect (trigger rules) is the workflow builder's business
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -47,8 +48,10 @@ class OrchestraAnalyzerOperator(OrchestraBaseOperator):
     """data_batch_analyzer: validate the run's config (a bad one fails here, naming the
     field, before any branch starts), measure the batches, pick the mode, allocate.
 
-    :param workflow_config: the config (dict, JSON text or WorkflowConfig; templated);
-        None reads it from the run's params.
+    :param workflow_config: the config (dict, JSON text or WorkflowConfig; templated, so
+        a DAG author may write per-run paths such as ``slices/{{ ds }}/orders.parquet``).
+        The run's params (the Params form merged with the run's conf; never rendered) are
+        laid over its top-level fields; None takes the whole config from the params.
     :param factory_conn_id: the agent-factory connection (its ledger feeds the resource
         assessment).
 
@@ -70,15 +73,30 @@ class OrchestraAnalyzerOperator(OrchestraBaseOperator):
         self.workflow_config = workflow_config
         self.factory_conn_id = factory_conn_id
 
+    def config_source(self, context: Context) -> dict[str, Any]:
+        """The DAG author's config (rendered) with the run's params laid over its
+        top-level fields."""
+        overrides = config_from_params(context)
+        base = self.workflow_config
+        if base is None:
+            return overrides
+        if isinstance(base, WorkflowConfig):
+            base = base.model_dump(mode="json", by_alias=True)
+        elif isinstance(base, (str, bytes)):
+            try:
+                base = json.loads(base)
+            except ValueError as exc:
+                raise AirflowFailException(f"invalid workflow config: not JSON ({exc})") from None
+        if not isinstance(base, dict):
+            raise AirflowFailException(f"invalid workflow config: expected an object, got {type(base).__name__}")
+        return {**base, **overrides}
+
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_orchestra import runtime
         from airflow_provider_orchestra.hooks.connections import AirflowConnectionResolver
 
-        source = self.workflow_config if self.workflow_config is not None else config_from_params(context)
-        if isinstance(source, WorkflowConfig):
-            source = source.model_dump(mode="json", by_alias=True)
         try:
-            config = runtime.load_config(source)
+            config = runtime.load_config(self.config_source(context))
             descriptors = runtime.describe_batches(config, connections=AirflowConnectionResolver())
         except OrchestraError as exc:
             # Nothing a retry could change: stop the run here with the reason.

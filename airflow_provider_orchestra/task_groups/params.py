@@ -10,7 +10,7 @@ offending field.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from airflow.sdk import Param
@@ -40,19 +40,29 @@ def config_field_schemas() -> dict[str, dict[str, Any]]:
     return {name: _inline_refs(schema, defs) for name, schema in full["properties"].items()}
 
 
-def workflow_params(defaults: Mapping[str, Any] | WorkflowConfig) -> dict[str, Param]:
+def workflow_params(
+    defaults: Mapping[str, Any] | WorkflowConfig, fields: Iterable[str] | None = None
+) -> dict[str, Param]:
     """Params for a DAG whose runs take a WorkflowConfig, defaulting to ``defaults``.
 
     ``defaults`` must itself be a valid config (it is validated here, at parse time, with
-    no I/O), so the form opens on something that runs.
+    no I/O), so the form opens on something that runs. ``fields`` limits the form to some
+    top-level fields (e.g. the policies), when the DAG passes the rest to
+    ``orchestra_workflow(config=...)``.
     """
     if isinstance(defaults, WorkflowConfig):
         config = defaults
     else:
         config = WorkflowConfig.model_validate(defaults)
     values = config.model_dump(mode="json", by_alias=True)
+    schemas = config_field_schemas()
+    wanted = list(schemas) if fields is None else list(fields)
+    unknown = sorted(set(wanted) - set(schemas))
+    if unknown:
+        raise ValueError(f"workflow_params: {unknown} are not WorkflowConfig fields")
     params: dict[str, Param] = {}
-    for name, schema in config_field_schemas().items():
+    for name in wanted:
+        schema = schemas[name]
         schema = dict(schema)
         schema.pop("default", None)
         description = schema.pop("description", None) or _describe(name)
