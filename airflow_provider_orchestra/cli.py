@@ -1,7 +1,7 @@
 """``orchestra``: run the workflow natively (LangGraph) from the command line.
 
     orchestra run CONFIG [--checkpoint URL] [--thread-id ID] [--interrupt-before NODE ...] [--json]
-    orchestra resume THREAD_ID --checkpoint URL [--json]
+    orchestra resume THREAD_ID --checkpoint URL [--json]     (URL default: $ORCHESTRA_CHECKPOINT_URL)
     orchestra validate CONFIG
     orchestra schema
     orchestra sample DIR
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -31,6 +32,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 PROGRESS_INTERVAL_SECONDS = 1.0
+CHECKPOINT_URL_ENV = "ORCHESTRA_CHECKPOINT_URL"  # keeps a password off the command line
 SAMPLE_CONFIG_NAME = "orchestra.yaml"
 
 
@@ -182,6 +184,17 @@ def _outcome_json(outcome) -> str:
 # --------------------------------------------------------------------------- commands
 
 
+def _shown(url: str | None) -> str:
+    """A checkpoint or ledger location as it may be printed: never with a password."""
+    if not url:
+        return "memory"
+    if "://" not in url:
+        return url
+    from airflow_provider_orchestra.specialists.io.connections import redact
+
+    return redact(url)
+
+
 def _open_factory(ledger: str | None, config=None):
     if ledger is None:
         return None  # the graph opens the default ledger (under the output root)
@@ -194,7 +207,7 @@ def _finish(outcome, args, out: TextIO, err: TextIO) -> int:
     if args.json:
         print(_outcome_json(outcome), file=out)
     if outcome.status == "paused":
-        hint = f"orchestra resume {outcome.thread_id} --checkpoint {args.checkpoint}"
+        hint = f"orchestra resume {outcome.thread_id} --checkpoint {_shown(args.checkpoint)}"
         print(f"orchestra: paused before {', '.join(outcome.paused_before)}; continue with: {hint}", file=err)
         return EXIT_OK
     if not args.json:
@@ -207,11 +220,12 @@ def _finish(outcome, args, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_run(args, out: TextIO, err: TextIO) -> int:
+    config = read_config_file(args.config)  # before the heavy imports: bad input fails fast
+
     from airflow_provider_orchestra.graph import run_workflow
     from airflow_provider_orchestra.graph.runner import new_thread_id
     from airflow_provider_orchestra.graph.workflow import INTERRUPTIBLE
 
-    config = read_config_file(args.config)
     unknown = sorted(set(args.interrupt_before) - set(INTERRUPTIBLE))
     if unknown:
         raise CliError(f"--interrupt-before: unknown node(s) {unknown}; choose from {list(INTERRUPTIBLE)}")
@@ -219,7 +233,7 @@ def cmd_run(args, out: TextIO, err: TextIO) -> int:
     if pauses and not args.checkpoint:
         raise CliError("pausing needs --checkpoint URL: an in-memory checkpoint ends with this process")
     thread_id = args.thread_id or new_thread_id(config)
-    print(f"orchestra: run {config.workflow_id}, thread id {thread_id}, checkpoint {args.checkpoint or 'memory'}", file=err)
+    print(f"orchestra: run {config.workflow_id}, thread id {thread_id}, checkpoint {_shown(args.checkpoint)}", file=err)
     outcome = run_workflow(
         config,
         checkpoint=args.checkpoint,
@@ -316,14 +330,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a workflow config")
     run.add_argument("config", metavar="CONFIG", help="YAML or JSON workflow config")
-    run.add_argument("--checkpoint", metavar="URL", help="SQLite path or postgresql:// URL; default: in memory")
+    run.add_argument(
+        "--checkpoint",
+        metavar="URL",
+        default=os.environ.get(CHECKPOINT_URL_ENV),
+        help=f"SQLite path or postgresql:// URL; default: ${CHECKPOINT_URL_ENV}, else in memory",
+    )
     run.add_argument("--thread-id", metavar="ID", help="thread id of the run (default: generated)")
     run_options(run)
     run.set_defaults(handler=cmd_run)
 
     resume = sub.add_parser("resume", help="continue a paused or interrupted run")
     resume.add_argument("thread_id", metavar="THREAD_ID")
-    resume.add_argument("--checkpoint", metavar="URL", required=True, help="where the run was checkpointed")
+    resume.add_argument(
+        "--checkpoint",
+        metavar="URL",
+        default=os.environ.get(CHECKPOINT_URL_ENV),
+        required=not os.environ.get(CHECKPOINT_URL_ENV),
+        help=f"where the run was checkpointed; default: ${CHECKPOINT_URL_ENV}",
+    )
     run_options(resume)
     resume.set_defaults(handler=cmd_resume)
 
