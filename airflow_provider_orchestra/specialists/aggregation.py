@@ -125,7 +125,7 @@ class _AggregationSpecialist(Specialist):
 
     def next_strategy(self, plan: dict[str, Any], attempts: list[dict[str, Any]]) -> str | None:
         last = attempts[-1]
-        if last["strategy"] == "standard" and not last["ok"] and is_out_of_memory(last.get("error_kind")):
+        if last["strategy"] == "standard" and not last["ok"] and is_out_of_memory(last.get("error_kind"), last.get("error")):
             return "small_batches"
         return None
 

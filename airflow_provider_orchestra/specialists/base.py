@@ -330,7 +330,9 @@ class Specialist:
             )
             return {"result": result.model_dump(mode="json"), "steps": steps}
         quality = chosen["quality"]
-        details.update(chosen.get("details") or {})
+        # Keys starting with "_" are the specialist's own bookkeeping (e.g. the offset to
+        # commit), not part of the result.
+        details.update({k: v for k, v in (chosen.get("details") or {}).items() if not k.startswith("_")})
         details.update(
             strategy=chosen["strategy"],
             quality_met=quality is None or quality >= self.quality_threshold,

@@ -40,6 +40,9 @@ def describe_error(exc: BaseException) -> str:
     """One line naming the cause: the exception type and its first message line."""
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
+    # DuckDB reports an error raised while it read a record batch stream with the Python
+    # traceback glued to the message; the message is enough.
+    first = first.split(". Detail: Python exception")[0]
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
@@ -53,8 +56,13 @@ def root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def is_out_of_memory(error_kind: str | None) -> bool:
-    return error_kind in {"MemoryError", "OutOfMemoryException", "ArrowMemoryError"}
+def is_out_of_memory(error_kind: str | None, error: str | None = None) -> bool:
+    """Whether an attempt failed for want of memory (also when DuckDB reports a
+    MemoryError raised while it read the record batch stream)."""
+    if error_kind in {"MemoryError", "OutOfMemoryException", "ArrowMemoryError"}:
+        return True
+    text = (error or "").lower()
+    return any(sign in text for sign in ("memoryerror", "out of memory", "malloc of size", "failed to allocate"))
 
 
 @dataclass

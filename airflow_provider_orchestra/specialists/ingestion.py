@@ -362,7 +362,7 @@ class StreamingIngestionSpecialist(Specialist):
             "recovered_records": counts["recovered"],
             "nulled_values": counts["nulled"],
             "quarantined_lines": len(rejected),
-            "commit": {
+            "_commit": {
                 "position": None if end is None else encode_position(end),
                 "event_watermark_us": after_us,
                 "schema": plan.get("schema") or (_pinnable_schema(schema) if len(schema) else None),
@@ -379,7 +379,7 @@ class StreamingIngestionSpecialist(Specialist):
         )
 
     def on_success(self, task: BranchTask, plan: dict[str, Any], attempt: dict[str, Any], ctx: RunContext) -> None:
-        commit = attempt["details"]["commit"]
+        commit = attempt["details"]["_commit"]
         state = {
             "position": commit["position"],
             "event_watermark_us": commit["event_watermark_us"],

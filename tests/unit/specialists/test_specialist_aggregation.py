@@ -195,3 +195,48 @@ def test_bad_configs_fail_and_write_nothing(tmp_path, data_dir, change, message)
     assert result.status == "failed"
     assert message in result.error
     assert published_files(tmp_path) == []
+
+
+def test_only_running_out_of_memory_leads_to_smaller_batches(tmp_path):
+    from airflow_provider_orchestra.specialists.templates import specialist_for
+
+    specialist = specialist_for(make_task(tmp_path, aggregation_batch()))
+    oom = {"strategy": "standard", "ok": False, "error_kind": "OutOfMemoryException", "error": "Out of Memory Error"}
+    wrapped = {
+        "strategy": "standard",
+        "ok": False,
+        "error_kind": "InvalidInputException",
+        "error": "reading the stream registered as '__source' failed: malloc of size 1048576 failed",
+    }
+    other = {"strategy": "standard", "ok": False, "error_kind": "SinkError", "error": "connection refused"}
+    low_quality = {"strategy": "standard", "ok": True, "error_kind": None, "error": None}
+    assert specialist.next_strategy({}, [oom]) == "small_batches"
+    assert specialist.next_strategy({}, [wrapped]) == "small_batches"
+    assert specialist.next_strategy({}, [other]) is None
+    assert specialist.next_strategy({}, [low_quality]) is None
+    assert specialist.next_strategy({}, [oom, {**oom, "strategy": "small_batches"}]) is None
+
+
+def test_running_out_of_memory_retries_with_smaller_batches(tmp_path, data_dir, monkeypatch):
+    from airflow_provider_orchestra.specialists import aggregation
+
+    table = sales()
+    pq.write_table(table, data_dir / "sales.parquet")
+    real_write = aggregation.write_parquet
+    calls = []
+
+    def write_once_out_of_memory(batches, schema, dest, **kwargs):
+        calls.append(dest)
+        if len(calls) == 1:
+            raise MemoryError()
+        return real_write(batches, schema, dest, **kwargs)
+
+    monkeypatch.setattr(aggregation, "write_parquet", write_once_out_of_memory)
+
+    result = run_specialist_directly(make_task(tmp_path, aggregation_batch(), record_batch_rows=16))
+
+    assert result.status == "success", result.error
+    assert [a["strategy"] for a in result.details["attempts"]] == ["standard", "small_batches"]
+    assert result.details["record_batch_rows"] == 2
+    assert result.metrics.record_batches == 20
+    assert_same_groups(read_parquet(output(result)).to_pylist(), expected_groups(table))
