@@ -1,7 +1,7 @@
 """Streaming ingestion: ``data_ingestion_branch_alpha``.
 
 Reads what is new in an append-only JSONL file (from the byte offset where the previous
-run stopped) or in a Postgres table (rows whose ``ingestion.watermark_column`` is above the
+run of the same batch stopped) or in a Postgres table (rows whose ``ingestion.watermark_column`` is above the
 stored watermark) and writes those records to Parquet. Positions live in the
 :class:`~airflow_provider_orchestra.specialists.io.OffsetStore` and advance only after the
 output was published, so a failed run re-reads the same records next time. A run that is
@@ -73,6 +73,12 @@ def build_subgraph() -> StateGraph:
 
 
 # --------------------------------------------------------------------------- positions
+
+
+def offset_key(task: BranchTask) -> str:
+    """Where a batch's position is stored: per source and per batch, so two batches
+    reading one source each keep their own position (as consumer groups do)."""
+    return f"{source_key(task.batch.source, task.storage.data_roots)}#{task.batch.batch_id}"
 
 
 def _pinnable_schema(schema: pa.Schema) -> dict[str, str | None]:
@@ -219,7 +225,7 @@ class StreamingIngestionSpecialist(Specialist):
             )
         if ref.kind == "postgres" and not options.watermark_column:
             raise SourceError("a postgres source for streaming ingestion needs ingestion.watermark_column")
-        key = source_key(ref, task.storage.data_roots)
+        key = offset_key(task)
         raw = self._store(task).get(task.workflow_id, key)
         stored = _read_state(raw) or {}
         if stored.get("run_id") == task.run_id:

@@ -207,3 +207,13 @@ def test_a_file_of_only_malformed_lines_fails_after_both_strategies(tmp_path, da
     assert "every line is malformed" in result.error
     assert not branch_dir(tmp_path, "clicks").exists()
     assert published_files(tmp_path) == []
+
+
+def test_two_batches_reading_one_file_keep_their_own_positions(tmp_path, data_dir):
+    write_jsonl(data_dir / "events.jsonl", FIRST)
+    other = {**batch(), "batch_id": "clicks_audit"}
+
+    first = run_specialist_directly(make_task(tmp_path, batch(), run_id="run-1"))
+    audit = run_specialist_directly(make_task(tmp_path, other, run_id="run-1"))
+
+    assert first.metrics.rows_in == audit.metrics.rows_in == len(FIRST)

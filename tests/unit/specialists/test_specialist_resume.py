@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow_provider_orchestra.core.models import BranchResult, StorageConfig
-from airflow_provider_orchestra.core.models import SourceRef
 from airflow_provider_orchestra.specialists.base import Specialist
 from airflow_provider_orchestra.specialists.checkpoint import close_saver, make_saver
-from airflow_provider_orchestra.specialists.io import OffsetStore, source_key
+from airflow_provider_orchestra.specialists.ingestion import offset_key
+from airflow_provider_orchestra.specialists.io import OffsetStore
 from airflow_provider_orchestra.specialists.templates import run_specialist_directly
 from specialist_test_support import branch_dir, make_task, output, read_parquet, write_jsonl
 
@@ -81,8 +81,7 @@ def test_ingestion_killed_after_the_first_batch_resumes_with_a_sqlite_saver(tmp_
     assert read_parquet(output(result)).column("id").to_pylist() == list(range(1, 13))
     assert result.metrics.record_batches == 4
     store = OffsetStore.for_storage(StorageConfig(output_root=str(tmp_path / "out")))
-    key = source_key(SourceRef(kind="jsonl", path="events.jsonl"), [str(data_dir)])
-    assert json.loads(store.get("wf", key))["run_id"] == "run-1"
+    assert json.loads(store.get("wf", offset_key(make_task(tmp_path, batch))))["run_id"] == "run-1"
 
     # The offset moved once: the next run finds nothing new.
     follow_up = run_specialist_directly(make_task(tmp_path, batch, run_id="run-2"))
