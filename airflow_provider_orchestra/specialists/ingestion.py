@@ -118,9 +118,17 @@ def _iso(micros: int | None) -> str | None:
     return datetime.fromtimestamp(micros / 1_000_000, tz=timezone.utc).isoformat()
 
 
-def event_time_micros(values: pa.Array | pa.ChunkedArray, column: str) -> pa.Array | pa.ChunkedArray:
+_STRING_TIME_TARGETS = (pa.timestamp("us", tz="UTC"), pa.timestamp("us"))
+
+
+def event_time_micros(
+    values: pa.Array | pa.ChunkedArray, column: str, string_targets: list[pa.DataType] | None = None
+) -> pa.Array | pa.ChunkedArray:
     """Event times as int64 microseconds since the epoch (UTC; zone-less values taken as
-    UTC). Numbers are epoch seconds; strings are ISO 8601."""
+    UTC). Numbers are epoch seconds; strings are ISO 8601, with or without a zone.
+
+    ``string_targets`` (a list the caller keeps between batches) is reordered so the
+    string form that parsed last is tried first next time."""
     data_type = values.type
     if pa.types.is_timestamp(data_type):
         return pc.cast(pc.cast(values, pa.timestamp("us", tz=data_type.tz)), pa.int64())
@@ -129,11 +137,15 @@ def event_time_micros(values: pa.Array | pa.ChunkedArray, column: str) -> pa.Arr
     if pa.types.is_integer(data_type) or pa.types.is_floating(data_type):
         return pc.cast(pc.multiply(pc.cast(values, pa.float64()), 1_000_000.0), pa.int64())
     if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
-        for target in (pa.timestamp("us", tz="UTC"), pa.timestamp("us")):
+        targets = string_targets if string_targets is not None else list(_STRING_TIME_TARGETS)
+        for target in list(targets):
             try:
-                return pc.cast(pc.cast(values, target), pa.int64())
+                micros = pc.cast(pc.cast(values, target), pa.int64())
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 continue
+            targets.remove(target)
+            targets.insert(0, target)
+            return micros
         raise SourceError(f"event_time_column {column!r} holds values that are not ISO 8601 timestamps")
     raise SourceError(f"event_time_column {column!r} has type {data_type}, not a time")
 
@@ -266,7 +278,8 @@ class StreamingIngestionSpecialist(Specialist):
         source = self._open(task, ctx, plan)
         schema = source.schema
         lenient = strategy == "lenient" and plan["kind"] == "jsonl" and len(schema) > 0
-        salvager = _Salvager(duckdb_connection(staging, cpu=self.lease_cpu, memory_mb=self.lease_memory_mb), schema) if lenient else None
+        con = duckdb_connection(staging, cpu=self.lease_cpu, memory_mb=self.lease_memory_mb) if lenient else None
+        salvager = _Salvager(con, schema) if con is not None else None
         event_column = options.event_time_column
         tolerance_us = int(options.late_tolerance_seconds * 1_000_000)
         before_us = plan.get("event_watermark_us")
@@ -274,6 +287,7 @@ class StreamingIngestionSpecialist(Specialist):
         counts = {"late": 0, "recovered": 0, "nulled": 0, "no_event_time": 0, "watermark_us": before_us}
         recovered_indexes: set[int] = set()
         checked = 0
+        string_targets = list(_STRING_TIME_TARGETS)
 
         def route(batch: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
             """Send late records to their own output; return the on-time ones. The
@@ -281,7 +295,7 @@ class StreamingIngestionSpecialist(Specialist):
             in file order, after the previous run's)."""
             if not event_column or batch.num_rows == 0:
                 return batch
-            micros = event_time_micros(batch.column(event_column), event_column)
+            micros = event_time_micros(batch.column(event_column), event_column, string_targets)
             counts["no_event_time"] += micros.null_count
             watermark = pc.cumulative_max(micros, skip_nulls=True)
             if counts["watermark_us"] is not None:
@@ -341,6 +355,8 @@ class StreamingIngestionSpecialist(Specialist):
             late_output = late_writer.close()
         finally:
             late_writer.abort()
+            if con is not None:
+                con.close()
         if late_output is not None:
             outputs.append(late_output)
         rejected = [r for i, r in enumerate(source.rejected) if i not in recovered_indexes]
