@@ -83,6 +83,19 @@ def _read_lines_until(proc: subprocess.Popen, done, timeout: float) -> list[str]
     return lines
 
 
+def _wait_for_saved_results(url: str, thread_id: str, count: int, timeout: float = 30.0) -> None:
+    query = (
+        "select count(distinct task_id) from checkpoint_writes"
+        " where thread_id = %s and checkpoint_ns = '' and channel = 'branch_results'"
+    )
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while conn.execute(query, (thread_id,)).fetchone()[0] < count:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{count} branch results of {thread_id} never reached the checkpoint")
+            time.sleep(0.02)
+
+
 def test_killed_run_resumes_without_recomputing_or_duplicating(
     postgres_url, data_roots, data_dir, output_dir, tmp_path
 ):
@@ -116,6 +129,9 @@ def test_killed_run_resumes_without_recomputing_or_duplicating(
             lambda lines: all(any(f"] {b} " in line and "success" in line for line in lines) for b in finished),
             timeout=120,
         )
+        # A branch is finished for the workflow once its result is in the checkpoint
+        # (LangGraph saves each task's writes as it returns, from a background thread).
+        _wait_for_saved_results(postgres_url, "killed-1", len(finished))
         assert not any("] straggler " in line and ("success" in line or "failed" in line) for line in before)
         proc.send_signal(signal.SIGKILL)
         killed_at = datetime.now(timezone.utc)
