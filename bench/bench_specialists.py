@@ -13,7 +13,8 @@ in a fresh subprocess, which reports:
   after its imports, i.e. what the work itself added (DuckDB's memory included).
 
 Each figure is printed as a ratio against the baseline for the same input. Medians of
-``--repeat`` runs (default 3).
+``--repeat`` rounds (default 3); each round runs every measurement once, so load from
+other processes falls on baselines and specialists alike.
 
 Usage: python bench/bench_specialists.py [--rows N] [--repeat R]
 """
@@ -243,12 +244,14 @@ def main() -> None:
         print(f"{args.rows:,} rows; events.jsonl {mib(sizes['jsonl']).strip()} MiB, events.parquet "
               f"{mib(sizes['parquet']).strip()} MiB; record batches of {BATCH_ROWS:,} rows; "
               f"median of {args.repeat} runs, each in its own process; cpus {os.cpu_count()}")
-        baselines = {}
-        for kind in ("jsonl", "parquet"):
-            baselines[kind] = median_of([measure("baseline", kind, data_dir, scratch) for _ in range(args.repeat)])
-        results = {}
-        for name in SPECIALISTS:
-            results[name] = median_of([measure("specialist", name, data_dir, scratch) for _ in range(args.repeat)])
+        # Rounds interleave every run, so load from other processes on a shared machine
+        # falls on baselines and specialists alike.
+        runs: dict[tuple[str, str], list[dict]] = {}
+        for _ in range(args.repeat):
+            for kind, target in [("baseline", "jsonl"), ("baseline", "parquet"), *(("specialist", n) for n in SPECIALISTS)]:
+                runs.setdefault((kind, target), []).append(measure(kind, target, data_dir, scratch))
+        baselines = {target: median_of(runs[("baseline", target)]) for target in ("jsonl", "parquet")}
+        results = {name: median_of(runs[("specialist", name)]) for name in SPECIALISTS}
 
         header = (
             f"{'run':34} {'rows/s':>11} {'x base':>7} {'arrow MiB':>10} {'x base':>7} "

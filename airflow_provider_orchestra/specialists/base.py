@@ -37,7 +37,6 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from airflow_provider_orchestra.core.routing import CATEGORY_OF
 from airflow_provider_orchestra.core.models import (
     BranchMetrics,
     BranchResult,
@@ -45,6 +44,7 @@ from airflow_provider_orchestra.core.models import (
     OutputDescriptor,
     SpecialistName,
 )
+from airflow_provider_orchestra.core.routing import CATEGORY_OF
 from airflow_provider_orchestra.specialists.engine import (
     DATA_ERRORS,
     Meter,

@@ -8,8 +8,7 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
