@@ -243,7 +243,8 @@ class _WorkflowNodes:
             raise RuntimeError(f"checkpoint of {thread_id!r} is not at round {round}")
         ended: dict[str, str] = {}
         for task in snapshot.tasks:
-            for result in (task.result or {}).get("branch_results", []) if isinstance(task.result, Mapping) else []:
+            writes = task.result if isinstance(task.result, Mapping) else {}
+            for result in writes.get("branch_results", []):
                 if result.round == round:
                     ended[result.branch_id] = result.status
         return self.open_board(thread_id, values, ended)
@@ -626,7 +627,7 @@ def build_workflow_graph(
             f"interrupt_before: cannot pause before {unknown}; choose from {list(INTERRUPTIBLE)}",
             ["interrupt_before"],
         )
-    saver = restricted(checkpointer if isinstance(checkpointer, BaseCheckpointSaver) else open_checkpointer(checkpointer)) if checkpointer is not None else restricted(InMemorySaver())
+    saver = restricted(open_checkpointer(checkpointer))
     builder, nodes = workflow_builder(cfg, factory=factory, connections=connections, clock=clock, saver=saver)
     compiled = builder.compile(checkpointer=saver, interrupt_before=pauses or None)
     nodes.graph = compiled
