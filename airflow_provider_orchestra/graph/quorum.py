@@ -25,12 +25,14 @@ was down is no branch's fault.
 
 from __future__ import annotations
 
+
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from airflow_provider_orchestra.core.flow import observed_outcomes
 from airflow_provider_orchestra.core.models import SyncDecision, SyncPolicy
 from airflow_provider_orchestra.core.sync import evaluate_sync
 
@@ -47,26 +49,6 @@ class BranchCancelled(Exception):
         super().__init__(f"{branch_id}: cancelled, {reason}")
         self.branch_id = branch_id
         self.reason = reason
-
-
-def observed_outcomes(
-    allocated: Sequence[str],
-    succeeded_before: Collection[str],
-    ended: Mapping[str, str],
-    pending: Collection[str],
-) -> tuple[set[str], set[str]]:
-    """What the sync policy is told: succeeded and failed branches of the run.
-
-    A branch that succeeded in an earlier round counts as succeeded unless it is being run
-    again right now (a revision round re-runs weak successes; while it runs it is pending,
-    and if the re-run fails the earlier success still stands). Allocated branches that are
-    neither pending nor succeeded will not complete in this round: they count as failed.
-    """
-    pending = set(pending)
-    succeeded = {b for b in succeeded_before if b not in pending}
-    succeeded |= {b for b, status in ended.items() if status == "success"}
-    failed = {b for b in allocated if b not in succeeded and b not in pending}
-    return succeeded, failed
 
 
 class RoundBoard:

@@ -67,6 +67,7 @@ from langgraph.types import RunnableConfig, Send
 
 from airflow_provider_orchestra import runtime
 from airflow_provider_orchestra.core import balancing, integration, merging
+from airflow_provider_orchestra.core.flow import concurrency_cap, observed_outcomes
 from airflow_provider_orchestra.core.errors import ConfigError, OrchestraError, ResourceUnavailableError
 from airflow_provider_orchestra.core.models import (
     SPECIALISTS,
@@ -85,7 +86,6 @@ from airflow_provider_orchestra.graph.quorum import (
     BoardRegistry,
     BranchCancelled,
     RoundBoard,
-    observed_outcomes,
 )
 from airflow_provider_orchestra.graph.state import GraphState
 
@@ -131,13 +131,6 @@ def chronological(timeline: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Timeline entries by time (branches of a round append in the order LangGraph
     applies their writes, not the order they happened)."""
     return sorted(timeline, key=lambda e: str(e.get("timestamp", "")))
-
-
-def concurrency_cap(analysis: AnalysisResult) -> int:
-    """Branches of a round that run at once: the analysis' ``max_branches``, and no more
-    than the resource ledger had room for when the run was analysed (the ledger keeps
-    the final word: a branch that finds it full waits for a release)."""
-    return max(1, min(analysis.max_branches, analysis.resources.max_concurrent_workers))
 
 
 def _progress_writer() -> Callable[[dict], None]:
