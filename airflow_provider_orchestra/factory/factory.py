@@ -297,10 +297,13 @@ class AgentFactory:
             yield agent
         except Exception as exc:
             self._error("run", exc, agent_type=spec.agent_type, agent_id=spec.agent_id)
-            try:
-                self.record_outcome(spec.agent_type, False, time.monotonic() - started)
-            except OrchestraError as record_exc:
-                self._error("record", record_exc, agent_type=spec.agent_type)
+            # A run stopped from outside (e.g. a straggler cancelled at quorum) says
+            # nothing about the template, so it does not count against its success rate.
+            if getattr(exc, "counts_against_template", True):
+                try:
+                    self.record_outcome(spec.agent_type, False, time.monotonic() - started)
+                except OrchestraError as record_exc:
+                    self._error("record", record_exc, agent_type=spec.agent_type)
             raise
         finally:
             if keeper is not None:

@@ -45,6 +45,8 @@ class BranchCancelled(Exception):
     OrchestraError: specialists turn those into a failed attempt and try a fallback,
     whereas a cancelled branch must stop."""
 
+    counts_against_template = False  # the agent factory keeps the template's record clean
+
     def __init__(self, branch_id: str, reason: str):
         super().__init__(f"{branch_id}: cancelled, {reason}")
         self.branch_id = branch_id
