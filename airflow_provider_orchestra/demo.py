@@ -117,7 +117,11 @@ def summarize(dag_run, dag) -> dict[str, Any]:
 
     integrator = next(t.task_id for t in dag.tasks if t.task_id.endswith(INTEGRATOR))
     with create_session() as session:
-        tis = session.query(TaskInstance).filter(TaskInstance.run_id == dag_run.run_id, TaskInstance.dag_id == dag.dag_id).all()
+        tis = (
+            session.query(TaskInstance)
+            .filter(TaskInstance.run_id == dag_run.run_id, TaskInstance.dag_id == dag.dag_id)
+            .all()
+        )
         failed = sorted({ti.task_id for ti in tis if ti.state in ("failed", "upstream_failed")})
         row = (
             session.query(XComModel.value)
@@ -137,8 +141,14 @@ def summarize(dag_run, dag) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=os.environ.get("ORCHESTRA_DEMO_ROOT", ".orchestra"), help="where the demo keeps everything (default ./.orchestra)")
-    parser.add_argument("--branches", type=int, default=None, help="run this many branches instead of the sample's five")
+    parser.add_argument(
+        "--root",
+        default=os.environ.get("ORCHESTRA_DEMO_ROOT", ".orchestra"),
+        help="where the demo keeps everything (default ./.orchestra)",
+    )
+    parser.add_argument(
+        "--branches", type=int, default=None, help="run this many branches instead of the sample's five"
+    )
     parser.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
     args = parser.parse_args(argv)
     if args.branches is not None and args.branches < 1:
@@ -170,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  Airflow home:        {paths['home']}  (metadata DB {paths['db'].name})")
     print(f"  outputs:             {root / 'output'}")
     print(
-        "  browse it in the UI: AIRFLOW_HOME=" f"{paths['home']} AIRFLOW__CORE__DAGS_FOLDER={paths['dags']} airflow standalone"
+        "  browse it in the UI: AIRFLOW_HOME="
+        f"{paths['home']} AIRFLOW__CORE__DAGS_FOLDER={paths['dags']} airflow standalone"
     )
     return 0 if summary["state"].endswith("success") else 1
 

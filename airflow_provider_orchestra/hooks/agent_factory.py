@@ -129,9 +129,7 @@ class AgentFactoryHook(BaseHook):
         except AirflowNotFoundException:
             if self.factory_conn_id != DEFAULT_FACTORY_CONN_ID:
                 raise
-            self.log.info(
-                "No connection %r: using the embedded SQLite ledger", self.factory_conn_id
-            )
+            self.log.info("No connection %r: using the embedded SQLite ledger", self.factory_conn_id)
             return {}
         extras = conn.extra_dejson
         if isinstance(extras, str):  # a connection whose extra is not a JSON object

@@ -97,8 +97,7 @@ class OrchestraBaseOperator(BaseOperator):
             return []
         instances = fetch_task_states(ti.get_task_states, dag_id=ti.dag_id, run_id=ti.run_id, task_ids=task_ids)
         kwargs_by_task = {
-            tid: ti.xcom_pull(task_ids=round_layout.routes[round_layout.specialist_of(tid)]) or []
-            for tid in task_ids
+            tid: ti.xcom_pull(task_ids=round_layout.routes[round_layout.specialist_of(tid)]) or [] for tid in task_ids
         }
 
         def planned_task(tid: str, map_index: int | None) -> BranchTask:
@@ -120,9 +119,7 @@ class OrchestraBaseOperator(BaseOperator):
                     results.append(BranchResult.model_validate(left))
                 else:
                     results.append(
-                        runtime.failed_result(
-                            planned_task(tid, map_index), f"task {tid}[{map_index}] ended {state}"
-                        )
+                        runtime.failed_result(planned_task(tid, map_index), f"task {tid}[{map_index}] ended {state}")
                     )
                 continue
             results.append(
@@ -134,11 +131,9 @@ class OrchestraBaseOperator(BaseOperator):
             )
         for tid, branches in succeeded.items():
             values = ti.xcom_pull(task_ids=tid, map_indexes=[m for _, m in branches])
-            for (branch_id, map_index), value in zip(branches, values):
+            for (branch_id, map_index), value in zip(branches, values, strict=True):
                 if value is None:
-                    raise AirflowFailException(
-                        f"branch {branch_id!r} ({tid}[{map_index}]) succeeded without a result"
-                    )
+                    raise AirflowFailException(f"branch {branch_id!r} ({tid}[{map_index}]) succeeded without a result")
                 results.append(BranchResult.model_validate(value))
         return results
 
@@ -173,10 +168,21 @@ class OrchestraBaseOperator(BaseOperator):
             if plan is None:
                 continue
             events.append(
-                {"event": "round_planned", "round": r, "timestamp": plan["started_at"], "branches": sorted(plan["branches"])}
+                {
+                    "event": "round_planned",
+                    "round": r,
+                    "timestamp": plan["started_at"],
+                    "branches": sorted(plan["branches"]),
+                }
             )
             if (sync := ti.xcom_pull(task_ids=rl.sync_point)) is not None:
-                events.append({"event": "sync_point", "round": r, **_pick(sync, ("status", "next_action", "progress", "failed_branches", "remaining_branches"))})
+                events.append(
+                    {
+                        "event": "sync_point",
+                        "round": r,
+                        **_pick(sync, ("status", "next_action", "progress", "failed_branches", "remaining_branches")),
+                    }
+                )
             else:
                 events.append({"event": "sync_point_not_held", "round": r})
             if (gate := self.gate_result(context, rl)) is not None:

@@ -5,7 +5,9 @@ instance -> run -> record -> release, also on failure; a killed task's lease exp
 runs it over the branch's data in record batches, and returns the BranchResult (a small
 descriptor: URIs, counts, checksums, metrics). A failed branch leaves its failed result
 under the XCom key ``failed_branch_result`` and fails the attempt, so Airflow retries it
-(``retries`` defaults to the agent specification's ``retry_attempts``).
+(``retries`` defaults to the agent specification's ``retry_attempts``; when mapping,
+pass ``retries`` and ``map_index_template`` to ``.partial()`` as ``orchestra_workflow``
+does, since a mapped task takes them from there).
 
 Resume: the specialist's LangGraph subgraph checkpoints under thread id
 ``dag_id/run_id/task_id/map_index`` into the task instance's state store, which survives
@@ -149,4 +151,3 @@ class OrchestraSpecialistOperator(BaseOperator):
             self.log.info("Branch %s: %s", branch_id, fields)
 
         return on_progress
-

@@ -250,7 +250,14 @@ class OrchestraQualityGateOperator(OrchestraBaseOperator, BaseBranchOperator):
         # The run ends after this round: skip the later rounds at once instead of letting
         # the skip travel through them task by task (same end states, fewer scheduler passes).
         later = tuple(f"{r.group}." for r in self.layout.rounds[rl.round :])
-        self.log.info("Round %d: %s -> %s; skipping rounds %d..%d", rl.round, result.decision, follow, rl.round + 1, self.layout.iteration_limit)
+        self.log.info(
+            "Round %d: %s -> %s; skipping rounds %d..%d",
+            rl.round,
+            result.decision,
+            follow,
+            rl.round + 1,
+            self.layout.iteration_limit,
+        )
         skipped = [t for t in self.downstream_list if t.task_id != follow]
         skipped += [t for t in self.dag.tasks if t.task_id.startswith(later)]
         return self.skip(context["ti"], skipped)
@@ -386,4 +393,3 @@ class OrchestraFinalIntegratorOperator(_ReportingOperator):
             "asset_uri": self.asset.uri if self.asset is not None else None,
             "summary": summary,
         }
-

@@ -57,8 +57,12 @@ def slice_path(day: str) -> str:
 
 
 def write_orders_slice(
-    orders_parquet: str | os.PathLike, dest: str | os.PathLike, start: datetime, end: datetime,
-    *, time_column: str = "order_ts",
+    orders_parquet: str | os.PathLike,
+    dest: str | os.PathLike,
+    start: datetime,
+    end: datetime,
+    *,
+    time_column: str = "order_ts",
 ) -> dict[str, Any]:
     """Copy the orders with ``start <= time_column < end`` into ``dest`` (Parquet), record
     batch by record batch with a pushed-down filter, then rename into place, so a rerun

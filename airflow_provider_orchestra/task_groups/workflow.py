@@ -252,9 +252,15 @@ def orchestra_workflow(
                 approved = EmptyOperator(task_id=APPROVED)
                 stop = OrchestraStopOperator(task_id=STOP, round=rl.round, **common)
                 gate >> [approved, stop]
-                for task, expected in ((sync, rl.sync_point), (merger, rl.merger), (gate, rl.gate),
-                                       (approved, rl.approved), (stop, rl.stop), (recovery, rl.recovery),
-                                       (branches_done, rl.branches_done)):
+                for task, expected in (
+                    (sync, rl.sync_point),
+                    (merger, rl.merger),
+                    (gate, rl.gate),
+                    (approved, rl.approved),
+                    (stop, rl.stop),
+                    (recovery, rl.recovery),
+                    (branches_done, rl.branches_done),
+                ):
                     _expect(task, expected)
                 approved_markers.append(approved)
                 previous = {"gate": gate, "recovery": recovery}

@@ -22,7 +22,11 @@ RUN_TIMEOUT_SECONDS = 420
 def airflow_env(home: Path, **overrides: str) -> dict[str, str]:
     """The environment of an Airflow subprocess living in ``home``; nothing inherited
     from an outer Airflow."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW", "ORCHESTRA_HOME", "ORCHESTRA_LEDGER", "ORCHESTRA_CHECKPOINT"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIRFLOW", "_AIRFLOW", "ORCHESTRA_HOME", "ORCHESTRA_LEDGER", "ORCHESTRA_CHECKPOINT"))
+    }
     env.update(
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),

@@ -51,5 +51,3 @@ def new_home(tmp_path_factory, migrated_db):
         return AirflowHome(path)
 
     return make
-
-

@@ -59,15 +59,16 @@ def main() -> None:
                 {
                     "task_id": ti.task_id,
                     "map_index": ti.map_index,
-                    "state": None if ti.state is None else str(ti.state.value if hasattr(ti.state, "value") else ti.state),
+                    "state": None
+                    if ti.state is None
+                    else str(ti.state.value if hasattr(ti.state, "value") else ti.state),
                     "try_number": ti.try_number,
                     "label": ti.rendered_map_index,
                 }
                 for ti in tis
             ],
             "xcoms": [
-                {"task_id": x.task_id, "map_index": x.map_index, "key": x.key, "value": _value(x.value)}
-                for x in xcoms
+                {"task_id": x.task_id, "map_index": x.map_index, "key": x.key, "value": _value(x.value)} for x in xcoms
             ],
             "asset_events": [{"uri": e.asset.uri, "extra": e.extra} for e in events],
         }

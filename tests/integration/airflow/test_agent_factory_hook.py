@@ -45,12 +45,14 @@ def test_a_missing_named_connection_is_an_error(monkeypatch):
 
     monkeypatch.delenv("AIRFLOW_CONN_FACTORY_TYPO", raising=False)
     with pytest.raises(AirflowNotFoundException):
-        AgentFactoryHook("factory_typo").settings
+        AgentFactoryHook("factory_typo").ledger_url()
 
 
 def test_connection_extras_set_ledger_capacity_and_template_set(tmp_path, monkeypatch):
     ledger = tmp_path / "ledger.sqlite"
-    factory_connection(monkeypatch, "factory_small", ledger_url=str(ledger), cpu=1.5, max_agents=2, template_set="default")
+    factory_connection(
+        monkeypatch, "factory_small", ledger_url=str(ledger), cpu=1.5, max_agents=2, template_set="default"
+    )
     hook = AgentFactoryHook("factory_small")
     capacity = hook.capacity()
     assert capacity.cpu == 1.5 and capacity.max_agents == 2 and capacity.memory_mb > 0  # memory: this machine

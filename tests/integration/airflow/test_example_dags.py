@@ -87,7 +87,10 @@ def test_orchestra_asset_driven_runs_its_clickstream_workflow(example_runs):
     report = run.manifest()
     assert report["workflow_id"] == "orchestra_clickstream"
     assert {b["branch_id"] for b in report["branches"]} == {
-        "new_events", "event_log_validation", "events_by_type", "activity_per_user"
+        "new_events",
+        "event_log_validation",
+        "events_by_type",
+        "activity_per_user",
     }
     [event] = run.result["asset_events"]
     assert event["uri"] == "x-orchestra://integrated/orchestra_asset_driven/orchestra"

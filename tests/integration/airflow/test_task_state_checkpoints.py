@@ -82,7 +82,12 @@ def test_only_the_latest_checkpoint_is_kept_and_deleting_the_thread_clears_it():
     latest = saver.get_tuple(THREAD)
     assert latest.checkpoint["channel_values"]["done"] == ["read", "check", "write"]
     assert [t.config for t in saver.list(THREAD)] == [latest.config]
-    older = {"configurable": {**THREAD["configurable"], "checkpoint_id": latest.parent_config["configurable"]["checkpoint_id"]}}
+    older = {
+        "configurable": {
+            **THREAD["configurable"],
+            "checkpoint_id": latest.parent_config["configurable"]["checkpoint_id"],
+        }
+    }
     assert saver.get_tuple(older) is None
     saver.delete_thread(THREAD["configurable"]["thread_id"])
     assert store.values == {} and saver.get_tuple(THREAD) is None
@@ -98,7 +103,9 @@ def test_a_specialist_branch_checkpoints_into_the_store(tmp_path):
     config = runtime.load_config({**sample_config(tmp_path / "data", tmp_path / "out"), "sync_points": {}})
     factory = runtime.open_factory(config=config)
     analysis = runtime.analyze_run(config, runtime.describe_batches(config), factory)
-    [task] = [t for t in runtime.plan_tasks(config, analysis.allocations, run_id="r1") if t.branch_id == "orders_validation"]
+    [task] = [
+        t for t in runtime.plan_tasks(config, analysis.allocations, run_id="r1") if t.branch_id == "orders_validation"
+    ]
     store = StateStore()
     saver = TaskStateCheckpointSaver(store)
     thread = "dag/r1/orchestra.round_1.data_validation_branch_beta/0"

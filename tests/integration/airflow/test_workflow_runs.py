@@ -13,7 +13,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -86,7 +85,9 @@ def happy(home: AirflowHome):
 
 def empty_routes(home: AirflowHome):
     conf = base_conf(home)
-    conf["batches"] = [b for b in conf["batches"] if b["batch_id"] not in ("orders_transform", "product_status_summary")]
+    conf["batches"] = [
+        b for b in conf["batches"] if b["batch_id"] not in ("orders_transform", "product_status_summary")
+    ]
     conf["sync_points"] = {}
     return "orchestra_check", conf
 
