@@ -33,11 +33,32 @@ def _inline_refs(schema: Any, defs: Mapping[str, Any]) -> Any:
     return schema
 
 
+JSON_SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
+"""Airflow checks every Param's schema and default each time it serialises a task; the
+draft-07 meta-schema makes that several times cheaper than 2020-12's dynamic references,
+and pydantic's schemas of these models use nothing newer."""
+
+SHALLOW_BATCH_OPTIONS = ("ingestion", "validation", "transformation", "aggregation")
+"""Per-specialist options of a batch: objects in the form (their full rules are checked by
+the analyzer), which keeps the form's schema, and Airflow's per-task checks of it, small."""
+
+
 def config_field_schemas() -> dict[str, dict[str, Any]]:
     """Field name (as written in a config) -> self-contained JSON schema."""
     full = WorkflowConfig.model_json_schema(by_alias=True)
-    defs = full.get("$defs", {})
-    return {name: _inline_refs(schema, defs) for name, schema in full["properties"].items()}
+    defs = dict(full.get("$defs", {}))
+    batch = copy.deepcopy(defs["BatchSpec"])
+    for option in SHALLOW_BATCH_OPTIONS:
+        described = defs.get(batch["properties"][option].get("$ref", "").removeprefix("#/$defs/"), {})
+        batch["properties"][option] = {
+            "type": "object",
+            "title": batch["properties"][option].get("title", option.title()),
+            "description": described.get("description") or f"{option} options (checked by the analyzer)",
+        }
+    defs["BatchSpec"] = batch
+    return {
+        name: {"$schema": JSON_SCHEMA_DIALECT, **_inline_refs(schema, defs)} for name, schema in full["properties"].items()
+    }
 
 
 def workflow_params(
