@@ -75,7 +75,7 @@ class OrchestraBaseOperator(BaseOperator):
         return context["ti"].xcom_pull(task_ids=round_layout.coordinator)
 
     def round_results(self, context: Context, round_layout: RoundLayout) -> list[BranchResult]:
-        """One result per planned branch of a round that has a plan: the success a
+        """One result per branch a round ran (if it has a plan): the success a
         specialist returned, the failure it left behind (or one naming its end state), and
         ``cancelled`` for a branch still running or waiting. Skipped instances are no
         branches."""
@@ -92,7 +92,10 @@ class OrchestraBaseOperator(BaseOperator):
             return []
         plan = RoundPlan.model_validate(raw_plan)
         ti = context["ti"]
-        task_ids = plan.task_ids()
+        own = set(round_layout.specialists.values())
+        # A plan also names earlier rounds' successes; those are that round's results.
+        branches = {b: where for b, where in plan.branches.items() if where[0] in own}
+        task_ids = sorted({task_id for task_id, _ in branches.values()})
         if not task_ids:
             return []
         instances = fetch_task_states(ti.get_task_states, dag_id=ti.dag_id, run_id=ti.run_id, task_ids=task_ids)
@@ -105,7 +108,7 @@ class OrchestraBaseOperator(BaseOperator):
 
         results: list[BranchResult] = []
         succeeded: dict[str, list[tuple[str, int | None]]] = {}
-        for branch_id, (tid, map_index) in plan.branches.items():
+        for branch_id, (tid, map_index) in branches.items():
             state = branch_state(instances.get(tid), map_index)
             outcome = outcome_of(state)
             if outcome == "skipped":
@@ -137,6 +140,28 @@ class OrchestraBaseOperator(BaseOperator):
                 results.append(BranchResult.model_validate(value))
         return results
 
+    def earlier_successes(self, context: Context, before_round: int) -> dict[str, tuple[str, int | None]]:
+        """Branch id -> (task id, map index) of its latest successful instance in rounds
+        before ``before_round``."""
+        from airflow_provider_orchestra.sensors.branch_states import (
+            RoundPlan,
+            branch_state,
+            fetch_task_states,
+        )
+
+        ti = context["ti"]
+        found: dict[str, tuple[str, int | None]] = {}
+        for r in range(before_round - 1, 0, -1):
+            raw_plan = self.round_plan(context, self.layout.round(r))
+            if raw_plan is None:
+                continue
+            plan = RoundPlan.model_validate(raw_plan)
+            instances = fetch_task_states(ti.get_task_states, dag_id=ti.dag_id, run_id=ti.run_id, task_ids=plan.task_ids())
+            for branch_id, (task_id, map_index) in plan.branches.items():
+                if branch_id not in found and branch_state(instances.get(task_id), map_index) == "success":
+                    found[branch_id] = (task_id, map_index)
+        return found
+
     def results_through(self, context: Context, last_round: int) -> list[BranchResult]:
         """Every round's results up to ``last_round`` (core.merging keeps each branch's latest
         success, else its latest attempt)."""
@@ -167,14 +192,9 @@ class OrchestraBaseOperator(BaseOperator):
             plan = self.round_plan(context, rl)
             if plan is None:
                 continue
-            events.append(
-                {
-                    "event": "round_planned",
-                    "round": r,
-                    "timestamp": plan["started_at"],
-                    "branches": sorted(plan["branches"]),
-                }
-            )
+            own = set(rl.specialists.values())
+            ran = sorted(b for b, (task_id, _) in plan["branches"].items() if task_id in own)
+            events.append({"event": "round_planned", "round": r, "timestamp": plan["started_at"], "branches": ran})
             if (sync := ti.xcom_pull(task_ids=rl.sync_point)) is not None:
                 events.append(
                     {

@@ -18,6 +18,7 @@ BRANCHES_DONE = "branches_done"
 APPROVE_SYNC = "approve_sync_point"
 SYNC_POINT = "sync_point_manager"
 TIMEOUT_RECOVERY = "timeout_recovery"
+RECOVER = "recover_next_round"
 MERGER = "branch_merger"
 APPROVE_QUALITY = "approve_quality_validation"
 QUALITY_GATE = "quality_validator"
@@ -60,6 +61,9 @@ class RoundLayout:
     approve_sync: str
     sync_point: str
     recovery: str
+    recover: str
+    """Marker the timeout recovery branches to when the next round re-plans (only
+    ``recover`` itself and what follows it escape the branch's skip)."""
     merger: str
     approve_quality: str
     gate: str
@@ -105,6 +109,7 @@ class WorkflowLayout:
                     approve_sync=_join(group, APPROVE_SYNC),
                     sync_point=_join(group, SYNC_POINT),
                     recovery=_join(group, TIMEOUT_RECOVERY),
+                    recover=_join(group, RECOVER),
                     merger=_join(group, MERGER),
                     approve_quality=_join(group, APPROVE_QUALITY),
                     gate=_join(group, QUALITY_GATE),

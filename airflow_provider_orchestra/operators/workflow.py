@@ -17,9 +17,11 @@ from airflow.sdk import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_orchestra.core.errors import OrchestraError
+from airflow_provider_orchestra.core import flow
 from airflow_provider_orchestra.core.models import (
     GateResult,
     MergeReport,
+    SyncDecision,
     WorkflowConfig,
 )
 from airflow_provider_orchestra.hooks.agent_factory import DEFAULT_FACTORY_CONN_ID, AgentFactoryHook
@@ -126,7 +128,9 @@ class OrchestraCoordinatorOperator(OrchestraBaseOperator):
 
     Returns the round plan the sync point reads: ``{"round", "started_at", "branches":
     {branch_id: [specialist task id, map index]}, "sync_points", "branch_dependencies",
-    "sync", "workflow_mode"}``.
+    "sync", "workflow_mode"}``. From round 2 on, ``branches`` also names the branches that
+    succeeded in an earlier round and are not run again (at their earlier instance), so the
+    quorum is over the run's branches, as in the native graph.
     """
 
     ui_color = "#d2e3fc"
@@ -141,7 +145,13 @@ class OrchestraCoordinatorOperator(OrchestraBaseOperator):
             raise AirflowFailException(f"round {rl.round}: {rl.planner!r} returned no allocations")
         tasks = runtime.plan_tasks(config, allocations, run_id=context["ti"].run_id)
         grouped = runtime.group_by_specialist(tasks)
-        branches: dict[str, list[Any]] = {}
+        # The sync point counts the run's branches: those that succeeded in an earlier round
+        # and are not run again stand as done, pointing at the instance that did them.
+        branches: dict[str, list[Any]] = {
+            branch_id: [task_id, map_index]
+            for branch_id, (task_id, map_index) in self.earlier_successes(context, rl.round).items()
+            if branch_id not in {t.branch_id for t in tasks}
+        }
         for specialist, planned in grouped.items():
             context["ti"].xcom_push(
                 key=branch_tasks_key(specialist),
@@ -228,12 +238,9 @@ class OrchestraQualityGateOperator(OrchestraBaseOperator, BaseBranchOperator):
         config = self.workflow_config(context)
         report = MergeReport.model_validate(raw)
         result = runtime.gate(config, report, rl.round, self.iteration_limit(config))
-        if result.decision == "approved":
-            follow = rl.approved
-        elif result.final or rl.last:
-            follow = rl.stop
-        else:
-            follow = self.layout.round(rl.round + 1).load_balancer
+        # iteration_limit() is bounded by the rounds laid out, so the last round is final.
+        step = flow.next_after_gate(result)
+        follow = {"integrate": rl.approved, "stop": rl.stop}.get(step) or self.layout.round(rl.round + 1).load_balancer
         self.log.info("Round %d: %s (%s) -> %s", rl.round, result.decision, result.reason, follow)
         return result, follow
 
@@ -278,8 +285,9 @@ class OrchestraLoadBalancerOperator(OrchestraBaseOperator):
 
         rl = self.round_layout
         previous = self.layout.round(rl.round - 1)
-        gate = self.gate_result(context, previous)
-        revision = gate is not None and gate.get("decision") == "needs_revision"
+        raw_gate = self.gate_result(context, previous)
+        gate = None if raw_gate is None else GateResult.model_validate(_without_follow(raw_gate))
+        revision = flow.is_revision_round(gate, previous.round)
         config = self.workflow_config(context)
         results = self.results_through(context, previous.round)
         allocations = self.analysis(context).allocations
@@ -293,28 +301,42 @@ class OrchestraLoadBalancerOperator(OrchestraBaseOperator):
         return [a.model_dump(mode="json") for a in planned]
 
 
-class OrchestraTimeoutRecoveryOperator(OrchestraBaseOperator):
-    """timeout_recovery (trigger rule one_failed): the round's sync point did not hold.
-    With rounds left it hands over to the next round's load balancer; in the last round it
-    stops the run with the reason."""
+class OrchestraTimeoutRecoveryOperator(OrchestraBaseOperator, BaseBranchOperator):
+    """timeout_recovery (trigger rule one_failed, a branch operator): the round's sync
+    point did not hold (below quorum at the overall timeout, or the round could not
+    start). With rounds left it hands over to the next round's load balancer (through the
+    ``recover_next_round`` marker); in the last
+    allowed round it lets the merger merge what finished, and the quality gate gives the
+    final status (core.flow.next_after_sync decides, as in the native graph)."""
 
     ui_color = "#fad2cf"
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def choose_branch(self, context: Context) -> str:
         from airflow_provider_orchestra.sensors.branch_states import fetch_task_states
 
         rl = self.round_layout
         ti = context["ti"]
         states = fetch_task_states(ti.get_task_states, dag_id=ti.dag_id, run_id=ti.run_id, task_ids=[rl.sync_point])
         state = states[rl.sync_point].bare_state
-        if rl.last:
-            raise AirflowFailException(
-                f"round {rl.round}: the sync point ended {state} (quorum not reached in time) "
-                f"and no round is left (iteration limit {self.layout.iteration_limit}); "
-                "see the sync point's log for the branches it waited for"
-            )
-        self.log.info("Round %d: sync point ended %s; the next round re-plans", rl.round, state)
-        return {"round": rl.round, "sync_point_state": state}
+        # The sensor fails only for timeout recovery; it returns no decision then.
+        not_held = SyncDecision(
+            sync_point=None,
+            progress=0.0,
+            status="timeout",
+            next_action="timeout_recovery",
+            completed_branches=[],
+            remaining_branches=[],
+        )
+        limit = self.iteration_limit(self.workflow_config(context))
+        step = flow.next_after_sync(not_held, rl.round, limit)
+        follow = rl.recover if step == "recover" and not rl.last else rl.merger
+        self.log.info(
+            "Round %d: the sync point ended %s; %s",
+            rl.round,
+            state,
+            "the next round re-plans" if follow != rl.merger else "last allowed round: merging what finished",
+        )
+        return follow
 
 
 class _ReportingOperator(OrchestraBaseOperator):
@@ -349,7 +371,7 @@ class OrchestraStopOperator(_ReportingOperator):
         raw = self.gate_result(context, rl)
         if raw is None:
             raise AirflowFailException(f"round {rl.round}: no gate result from {rl.gate!r}")
-        gate = GateResult.model_validate({k: v for k, v in raw.items() if k != "follow"})
+        gate = GateResult.model_validate(_without_follow(raw))
         report = self.write_report(context, rl.round, gate)
         raise AirflowFailException(
             f"workflow {report.workflow_id} stopped in round {rl.round}: {report.status} - {gate.reason}; "
@@ -375,7 +397,7 @@ class OrchestraFinalIntegratorOperator(_ReportingOperator):
         for rl in self.layout.rounds:
             raw = self.gate_result(context, rl)
             if raw is not None and raw.get("decision") == "approved":
-                return rl.round, GateResult.model_validate({k: v for k, v in raw.items() if k != "follow"})
+                return rl.round, GateResult.model_validate(_without_follow(raw))
         raise AirflowFailException("no round was approved in this run")
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -393,3 +415,7 @@ class OrchestraFinalIntegratorOperator(_ReportingOperator):
             "asset_uri": self.asset.uri if self.asset is not None else None,
             "summary": summary,
         }
+
+
+def _without_follow(gate: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in gate.items() if k != "follow"}

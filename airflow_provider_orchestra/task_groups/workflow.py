@@ -7,14 +7,16 @@ Layout (``orchestra`` is the group id; rounds 2.. add a load balancer in front):
       -> parallel_coordinator -> route_<specialist> x5 -> <specialist> (mapped) x5
                                                               -> branches_done  all_done
       -> [approve_sync_point] -> sync_point_manager (quorum sensor)
-           -> timeout_recovery                                      one_failed
-           -> branch_merger -> [approve_quality_validation]
-                -> quality_validator (branch)                       one_done
+           -> timeout_recovery (branch)                             one_failed
+                -> recover_next_round -> round_{r+1}.load_balancer | branch_merger
+           -> branch_merger                                         one_success
+                -> [approve_quality_validation] -> quality_validator (branch)
                      -> approved | round_{r+1}.load_balancer | stop_workflow
     orchestra.final_integrator   <- every round's ``approved``      none_failed_min_one_success
 
-Why these trigger rules (checked against Airflow 3.3's trigger_rule_dep and the DAG run's
-leaf rule: a run fails iff a leaf task ends failed or upstream_failed):
+Why these trigger rules (checked against Airflow 3.3's trigger_rule_dep, the branch
+operators' skip rule, and the DAG run's leaf rule: a run fails iff a leaf task ends failed
+or upstream_failed):
 
 - The analyzer is a *setup* task. A bad config fails it, and Airflow's setup rule marks
   every later task upstream_failed regardless of its own trigger rule: nothing else runs,
@@ -23,18 +25,23 @@ leaf rule: a run fails iff a leaf task ends failed or upstream_failed):
   branches did; the sync sensor watches them without depending on them. A branch that
   fails after its retries therefore fails neither the run nor the round: the quorum
   decides, and the merge report names the failed branch.
-- The sensor fails when the quorum is not reached by the overall timeout. Then
-  ``timeout_recovery`` (one_failed) runs and hands over to the next round's load balancer
-  (one_success over {previous gate, previous timeout_recovery}), which re-plans what did
-  not succeed. In the last round, timeout_recovery fails the run with the reason.
-- The sensor's failure also makes the merger upstream_failed. The quality gate uses
-  one_done, which turns an upstream_failed merger into *skipped*, so the failure does not
-  travel on to the final integrator: an earlier round's lost quorum never blocks a later
-  round's approval.
+- The sensor fails when the quorum is not reached by the overall timeout (or the round
+  could not start). ``timeout_recovery`` (one_failed) then branches: with rounds left to
+  the ``recover_next_round`` marker and on to the next round's load balancer (one_success
+  over {previous gate, previous marker}), which re-plans what did not succeed; in the last
+  allowed round to the merger, so the run merges what finished and the gate gives the
+  final status (core.flow.next_after_sync, as in the native graph). The marker matters: a
+  branch operator spares everything downstream of its choice, and the load balancer lies
+  downstream of the merger (through the gate), so only a marker that is skipped when the
+  merger is chosen keeps it from starting early. The merger (one_success over {sensor,
+  timeout_recovery}) thus runs after a held sync point or a last-round timeout, and is
+  *skipped*, not upstream_failed, when a round recovers: an earlier round's lost quorum
+  never travels on to the final integrator.
 - The gate branches to exactly one of: this round's ``approved`` marker, the next round's
   load balancer (needs_revision with rounds left) or ``stop_workflow`` (critical failure,
-  or the revision limit). Skipping the other two skips every later round by the usual
-  all_success propagation (the recovery and load balancer rules skip on all-skipped too).
+  or the revision limit). When the run ends there it skips every later round at once;
+  otherwise skips propagate by the usual rules (recovery and load balancer skip on
+  all-skipped too).
 - ``stop_workflow`` writes the final report and fails: the run ends failed and says why
   (critical failure or revision limit), and no asset event is emitted.
 - The final integrator (none_failed_min_one_success over the ``approved`` markers) runs
@@ -69,6 +76,7 @@ from airflow_provider_orchestra.operators.layout import (
     ROUTE_PREFIX,
     STOP,
     SYNC_POINT,
+    RECOVER,
     TIMEOUT_RECOVERY,
     WorkflowLayout,
     round_group_id,
@@ -191,7 +199,7 @@ def orchestra_workflow(
                     )
                     _expect(planner, rl.load_balancer)
                     assert previous is not None
-                    [previous["gate"], previous["recovery"]] >> planner
+                    [previous["gate"], previous["recover"]] >> planner
                 else:
                     planner = analyzer
                 coordinator = OrchestraCoordinatorOperator(task_id=COORDINATOR, round=rl.round, **common)
@@ -227,7 +235,9 @@ def orchestra_workflow(
                     coordinator >> before_sync
                 sync = OrchestraQuorumSensor(
                     task_id=SYNC_POINT,
-                    specialist_task_ids=list(rl.specialists.values()),
+                    # this round's specialists, and earlier rounds' for the branches that
+                    # succeeded there and are not run again
+                    specialist_task_ids=[t for r in layout.rounds[: rl.round] for t in r.specialists.values()],
                     round_started_task_id=rl.coordinator,
                     deferrable=sensor_deferrable,
                 )
@@ -236,8 +246,17 @@ def orchestra_workflow(
                     task_id=TIMEOUT_RECOVERY, round=rl.round, trigger_rule=TriggerRule.ONE_FAILED, **common
                 )
                 sync >> recovery
-                merger = OrchestraMergerOperator(task_id=MERGER, round=rl.round, **common)
-                sync >> merger
+                recover = None
+                if not rl.last:
+                    # The marker keeps the next round's load balancer out of reach of the
+                    # merger branch: a branch operator spares what follows its choice.
+                    recover = EmptyOperator(task_id=RECOVER)
+                    _expect(recover, rl.recover)
+                    recovery >> recover
+                merger = OrchestraMergerOperator(
+                    task_id=MERGER, round=rl.round, trigger_rule=TriggerRule.ONE_SUCCESS, **common
+                )
+                [sync, recovery] >> merger
 
                 before_gate = merger
                 if "quality_validator" in approvals:
@@ -245,9 +264,7 @@ def orchestra_workflow(
                         APPROVE_QUALITY, f"Round {rl.round}: run the quality validation?", approval_kwargs
                     )
                     merger >> before_gate
-                gate = OrchestraQualityGateOperator(
-                    task_id=QUALITY_GATE, round=rl.round, trigger_rule=TriggerRule.ONE_DONE, **common
-                )
+                gate = OrchestraQualityGateOperator(task_id=QUALITY_GATE, round=rl.round, **common)
                 before_gate >> gate
                 approved = EmptyOperator(task_id=APPROVED)
                 stop = OrchestraStopOperator(task_id=STOP, round=rl.round, **common)
@@ -263,7 +280,7 @@ def orchestra_workflow(
                 ):
                     _expect(task, expected)
                 approved_markers.append(approved)
-                previous = {"gate": gate, "recovery": recovery}
+                previous = {"gate": gate, "recover": recover}
 
         integrator = OrchestraFinalIntegratorOperator(
             task_id=INTEGRATOR,

@@ -37,9 +37,15 @@ def test_trigger_rules_and_wiring():
     for r in (1, 2, 3):
         g = f"{p}round_{r}."
         assert upstream(dag, g + "sync_point_manager") == {g + "parallel_coordinator"}
-        assert upstream(dag, g + "branch_merger") == {g + "sync_point_manager"}
+        sensor = dag.get_task(g + "sync_point_manager")
+        assert sensor.round_started_task_id == g + "parallel_coordinator"
+        assert set(sensor.specialist_task_ids) == {f"{p}round_{k}.{s}" for k in range(1, r + 1) for s in SPECIALISTS}
+        assert upstream(dag, g + "branch_merger") == {g + "sync_point_manager", g + "timeout_recovery"}
+        assert rule(dag, g + "branch_merger") == "one_success"
         assert rule(dag, g + "timeout_recovery") == "one_failed"
-        assert rule(dag, g + "quality_validator") == "one_done"
+        recovery_targets = {g + "branch_merger"} | ({g + "recover_next_round"} if r < 3 else set())
+        assert set(dag.get_task(g + "timeout_recovery").downstream_task_ids) == recovery_targets
+        assert rule(dag, g + "quality_validator") == "all_success"
         assert rule(dag, g + "branches_done") == "all_done"
         assert upstream(dag, g + "branches_done") == {g + s for s in SPECIALISTS}
         assert set(dag.get_task(g + "quality_validator").downstream_task_ids) >= {g + "approved", g + "stop_workflow"}
@@ -54,7 +60,8 @@ def test_trigger_rules_and_wiring():
     for r in (2, 3):
         lb = f"{p}round_{r}.load_balancer"
         assert rule(dag, lb) == "one_success"
-        assert upstream(dag, lb) == {f"{p}round_{r - 1}.quality_validator", f"{p}round_{r - 1}.timeout_recovery"}
+        assert upstream(dag, lb) == {f"{p}round_{r - 1}.quality_validator", f"{p}round_{r - 1}.recover_next_round"}
+        assert upstream(dag, f"{p}round_{r - 1}.recover_next_round") == {f"{p}round_{r - 1}.timeout_recovery"}
     integrator = p + "final_integrator"
     assert rule(dag, integrator) == "none_failed_min_one_success"
     assert upstream(dag, integrator) == {f"{p}round_{r}.approved" for r in (1, 2, 3)}

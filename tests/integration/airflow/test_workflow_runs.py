@@ -109,6 +109,13 @@ def below_quorum(home: AirflowHome):
     return "orchestra_check_repair", conf
 
 
+def quorum_never_holds(home: AirflowHome):
+    conf = base_conf(home)
+    needs_channel(conf)  # and nobody repairs the file
+    conf["iteration_limit"] = 2  # fewer rounds than the DAG lays out
+    return "orchestra_check", conf
+
+
 def needs_revision(home: AirflowHome):
     conf = base_conf(home)
     validation_only(conf)
@@ -130,7 +137,8 @@ def bad_conf(home: AirflowHome):
 
 
 SCENARIOS: dict[str, Callable[[AirflowHome], tuple[str, dict]]] = {
-    f.__name__: f for f in (below_quorum, needs_revision, happy, one_branch_fails, critical, empty_routes, bad_conf)
+    f.__name__: f
+    for f in (below_quorum, quorum_never_holds, needs_revision, happy, one_branch_fails, critical, empty_routes, bad_conf)
 }
 
 
@@ -237,7 +245,7 @@ def test_below_quorum_the_next_round_recovers_the_unfinished_branches(runs):
     assert run.state == "success", run.log[-6000:]
     assert run.ti("round_1.sync_point_manager")["state"] == "failed"
     assert run.ti("round_1.timeout_recovery")["state"] == "success"
-    assert run.ti("round_1.branch_merger")["state"] == "upstream_failed"
+    assert run.ti("round_1.branch_merger")["state"] == "skipped"  # not upstream_failed: it never reaches the integrator
     assert run.ti("round_1.quality_validator")["state"] == "skipped"
     replanned = run.xcom("round_2.load_balancer")
     assert sorted(a["branch_id"] for a in replanned) == ["orders_transform", "revenue_by_region"]
@@ -245,10 +253,36 @@ def test_below_quorum_the_next_round_recovers_the_unfinished_branches(runs):
     assert run.states(f"round_2.{GAMMA}") == {0: "success"}
     assert run.states(f"round_2.{PRIMARY}") == {0: "success"}
     assert run.states(f"round_2.{ALPHA}") == {-1: "skipped"}  # did well in round 1: not run again
+    # round 2's sync point counts the run's branches: round 1's successes stand as done
+    plan = run.xcom("round_2.parallel_coordinator")
+    assert plan["branches"]["clickstream_events"] == [f"orchestra.round_1.{ALPHA}", 0]
+    assert plan["branches"]["orders_transform"] == [f"orchestra.round_2.{GAMMA}", 0]
+    assert run.xcom("round_2.sync_point_manager")["progress"] == 1.0
     report = run.manifest()
     assert report["status"] == "approved" and report["rounds"] == 2
     assert report["merge"]["successful_branches"] == 5 and report["merge"]["failed_branch_ids"] == []
     assert run.ti("final_integrator")["state"] == "success"
+    assert_later_rounds_skipped(run, after_round=2)
+
+
+def test_without_quorum_in_the_last_allowed_round_the_run_merges_and_stops(runs):
+    run = finished(runs, "quorum_never_holds")
+    assert run.state == "failed"
+    for r in (1, 2):
+        assert run.ti(f"round_{r}.sync_point_manager")["state"] == "failed"
+        assert run.ti(f"round_{r}.timeout_recovery")["state"] == "success"
+    assert run.ti("round_1.branch_merger")["state"] == "skipped"
+    assert run.ti("round_2.branch_merger")["state"] == "success"  # the last allowed round merges what finished
+    gate = run.xcom("round_2.quality_validator", key="gate_result")
+    assert gate["decision"] == "needs_revision" and gate["final"]
+    assert run.ti("round_2.stop_workflow")["state"] == "failed"
+    assert "stopped in round 2: revision_limit_reached" in run.log
+    assert run.ti("round_3.load_balancer")["state"] == "skipped"
+    assert run.ti("final_integrator")["state"] == "skipped"
+    [manifest] = list(run.home.output.glob("orchestra_sample/*/integrated.json"))
+    report = manifest.read_text()
+    assert '"status": "revision_limit_reached"' in report
+    assert '"orders_transform"' in report and '"revenue_by_region"' in report
     assert_later_rounds_skipped(run, after_round=2)
 
 
