@@ -129,8 +129,9 @@ class OrchestraCoordinatorOperator(OrchestraBaseOperator):
     Returns the round plan the sync point reads: ``{"round", "started_at", "branches":
     {branch_id: [specialist task id, map index]}, "sync_points", "branch_dependencies",
     "sync", "workflow_mode"}``. From round 2 on, ``branches`` also names the branches that
-    succeeded in an earlier round and are not run again (at their earlier instance), so the
-    quorum is over the run's branches, as in the native graph.
+    succeeded in an earlier round and are not run again (at their earlier instance), and
+    ``succeeded_before`` lists every earlier success (a weak one re-run for a revision keeps
+    it if the re-run fails), so the quorum is over the run's branches, as in the native graph.
     """
 
     ui_color = "#d2e3fc"
@@ -147,9 +148,10 @@ class OrchestraCoordinatorOperator(OrchestraBaseOperator):
         grouped = runtime.group_by_specialist(tasks)
         # The sync point counts the run's branches: those that succeeded in an earlier round
         # and are not run again stand as done, pointing at the instance that did them.
+        earlier = self.earlier_successes(context, rl.round)
         branches: dict[str, list[Any]] = {
             branch_id: [task_id, map_index]
-            for branch_id, (task_id, map_index) in self.earlier_successes(context, rl.round).items()
+            for branch_id, (task_id, map_index) in earlier.items()
             if branch_id not in {t.branch_id for t in tasks}
         }
         for specialist, planned in grouped.items():
@@ -167,6 +169,7 @@ class OrchestraCoordinatorOperator(OrchestraBaseOperator):
             "sync_points": config.sync_points,
             "branch_dependencies": config.branch_dependencies,
             "sync": config.sync.model_dump(mode="json"),
+            "succeeded_before": sorted(earlier),
             "workflow_mode": self.analysis(context).workflow_mode,
         }
 

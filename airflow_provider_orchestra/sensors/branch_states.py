@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from airflow_provider_orchestra.core.flow import observed_outcomes
 from airflow_provider_orchestra.core.models import Identifier, SyncDecision, SyncPolicy
 from airflow_provider_orchestra.core.sync import evaluate_sync
 
@@ -53,6 +54,10 @@ class RoundPlan(BaseModel):
     sync_points: dict[str, list[str]] = Field(default_factory=dict)
     branch_dependencies: dict[str, list[str]] = Field(default_factory=dict)
     sync: SyncPolicy = Field(default_factory=SyncPolicy)
+    succeeded_before: list[str] = Field(
+        default_factory=list,
+        description="branches that succeeded in an earlier round (a failed re-run keeps that success)",
+    )
 
     @field_validator("started_at")
     @classmethod
@@ -184,6 +189,8 @@ def decide(plan: RoundPlan, instances: Mapping[str, TaskInstances], now: datetim
     """Map the branches' states to outcomes and ask ``core.sync.evaluate_sync``.
 
     A skipped branch is not part of the round: it leaves the sync points' denominators.
+    What counts as succeeded or failed across rounds is core.flow.observed_outcomes, as in
+    the native graph.
     """
     states = {
         branch_id: branch_state(instances.get(task_id), map_index)
@@ -191,12 +198,16 @@ def decide(plan: RoundPlan, instances: Mapping[str, TaskInstances], now: datetim
     }
     outcomes = {branch_id: outcome_of(state) for branch_id, state in states.items()}
     elapsed = max(0.0, (now - plan.started_at).total_seconds())
+    allocated = [b for b in plan.branches if outcomes[b] != "skipped"]
+    ended = {b: "success" if o == "succeeded" else "failed" for b, o in outcomes.items() if o in ("succeeded", "failed")}
+    pending = {b for b, o in outcomes.items() if o == "pending"}
+    succeeded, failed = observed_outcomes(allocated, plan.succeeded_before, ended, pending)
     decision = evaluate_sync(
         sync_points=plan.sync_points,
         branch_dependencies=plan.branch_dependencies,
-        branch_ids=[b for b in plan.branches if outcomes[b] != "skipped"],
-        succeeded={b for b, o in outcomes.items() if o == "succeeded"},
-        failed={b for b, o in outcomes.items() if o == "failed"},
+        branch_ids=allocated,
+        succeeded=succeeded,
+        failed=failed,
         elapsed_seconds=elapsed,
         policy=plan.sync,
     )

@@ -195,3 +195,18 @@ def test_round_plan_validation_and_utc():
     assert p.model_dump(mode="json")["extra_field"] == 1
     with pytest.raises(ValueError, match="branches"):
         RoundPlan.model_validate({"round": 1, "started_at": T0.isoformat(), "branches": {"bad id!": [ALPHA, 0]}})
+
+
+def test_an_earlier_success_stands_when_its_revision_rerun_fails():
+    # Round 2 re-runs b3 (weak in round 1) and it fails: as in the native graph, its round-1
+    # success still counts, so the run is complete rather than at 75%.
+    answer = {f"{ALPHA}_{i}": "success" for i in range(3)} | {f"{BETA}_0": "failed"}
+    instances = parse_task_states(answer, [ALPHA, BETA])
+    without = decide(plan(FOUR), instances, T0)
+    assert without.decision.progress == pytest.approx(0.75)
+    kept = decide(plan(FOUR, succeeded_before=["b3"]), instances, T0)
+    assert (kept.decision.status, kept.decision.next_action) == ("completed", "proceed_to_data_merge")
+    # while the re-run is still going it is pending, not done
+    running = parse_task_states({**answer, f"{BETA}_0": "running"}, [ALPHA, BETA])
+    waiting = decide(plan(FOUR, succeeded_before=["b3"]), running, T0)
+    assert waiting.decision.remaining_branches == ["b3"]
