@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -102,6 +103,9 @@ def run(branches: int | None) -> dict[str, Any]:
         raise SystemExit(f"the example DAGs do not import: {bag.import_errors}")
     dag = bag.dags[DAG_ID]
     conf = widened_conf(branches) if branches else None
+    # While the sync point waits in reschedule mode, dag.test() lists every task it cannot
+    # run yet on each pass; that wall of text would bury the task logs.
+    logging.getLogger("airflow.sdk.definitions.dag").setLevel(logging.ERROR)
     started = time.monotonic()
     dag_run = dag.test(run_conf=conf)
     seconds = time.monotonic() - started
@@ -139,6 +143,17 @@ def summarize(dag_run, dag) -> dict[str, Any]:
     return {"state": str(dag_run.state), "integrated": value, "failed_tasks": failed, "run_id": dag_run.run_id}
 
 
+def print_merge_report(manifest: Path, run_id: str) -> None:
+    """The integrated manifest is the run's FinalReport: show it as the CLI does."""
+    from airflow_provider_orchestra.cli import render_report
+    from airflow_provider_orchestra.core.models import FinalReport
+
+    if manifest.exists():
+        report = FinalReport.model_validate_json(manifest.read_text())
+        print(render_report(report, thread_id=f"airflow run {run_id}"))
+        print()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -167,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if integrated:
         s = integrated["summary"]
         manifest = integrated["manifest_uri"]
+        print_merge_report(Path(manifest.removeprefix("file://")), summary["run_id"])
         print(f"  integrated manifest: {manifest.removeprefix('file://')}")
         print(f"  asset:               {integrated['asset_uri']}")
         print(
