@@ -25,10 +25,22 @@ from airflow_provider_orchestra.core.quality_gate import final_status
 MANIFEST_NAME = "integrated.json"
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+SAFE_NAME_MAX = 100
+
+
 def safe_name(value: str) -> str:
-    """A run id or workflow id as a single, portable path component."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", value).strip("._")
-    return cleaned or "_"
+    """A run id, branch id or workflow id as one portable path component.
+
+    Unsafe characters become ``_``; when anything was changed a short hash of the original
+    is appended, so two different ids never share a directory. Branch outputs and the
+    integrated manifest both use it, so a run's files share one folder.
+    """
+    cleaned = _UNSAFE.sub("_", value).strip("._") or "_"
+    if cleaned != value:
+        digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:8]
+        cleaned = f"{cleaned[:SAFE_NAME_MAX]}-{digest}"
+    return cleaned
 
 
 def integrated_output_path(output_root: str | os.PathLike, workflow_id: str, run_id: str) -> Path:

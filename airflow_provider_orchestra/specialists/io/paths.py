@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
 
 from airflow_provider_orchestra.core.errors import SinkError, SourceError
+from airflow_provider_orchestra.core.integration import safe_name
 from airflow_provider_orchestra.core.models import StorageConfig
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _is_under(path: Path, root: Path) -> bool:
@@ -45,19 +42,6 @@ def resolve_under_roots(path: str, roots: list[str]) -> Path:
     raise SourceError(
         f"path {path!r} resolves outside every data root {[str(r) for r in resolved_roots]}"
     )
-
-
-def safe_name(value: str) -> str:
-    """A file-name-safe form of a run id, branch id or workflow id.
-
-    Unsafe characters become ``_``; when anything was changed a short hash of the
-    original is appended so two different ids never share a directory.
-    """
-    cleaned = _UNSAFE.sub("_", value).strip("._") or "_"
-    if cleaned != value:
-        digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:8]
-        cleaned = f"{cleaned[:100]}-{digest}"
-    return cleaned
 
 
 def output_root_for(

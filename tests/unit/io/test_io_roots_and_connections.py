@@ -123,3 +123,16 @@ def test_bad_connection_never_shows_the_secret(caplog: pytest.LogCaptureFixture)
     assert "hunter2" not in str(info.value)
     assert "hunter2" not in caplog.text
     assert "'mysql'" in str(info.value)
+
+
+def test_branch_outputs_and_the_integrated_manifest_share_the_run_folder(tmp_path):
+    from airflow_provider_orchestra.core.integration import integrated_output_path
+    from airflow_provider_orchestra.core.models import StorageConfig
+    from airflow_provider_orchestra.specialists.io import output_root_for
+
+    run_id = "manual__2026-01-01T00:00:00+00:00"
+    storage = StorageConfig(output_root=str(tmp_path))
+    branch_dir = output_root_for(storage, "wf", run_id, "orders")
+    manifest = integrated_output_path(tmp_path, "wf", run_id)
+    assert branch_dir.parent == manifest.parent.resolve()
+    assert ":" not in manifest.parent.name
