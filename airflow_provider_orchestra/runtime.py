@@ -38,6 +38,17 @@ log = logging.getLogger(__name__)
 
 LEDGER_URL_ENV = "ORCHESTRA_LEDGER_URL"
 DEFAULT_RESOURCE_WAIT_SECONDS = 600.0
+
+
+def _default_retry_attempts() -> int:
+    from airflow_provider_orchestra.factory.specification import AgentSpecification
+
+    return AgentSpecification.model_fields["retry_attempts"].default
+
+
+# A failed branch is retried this many times by either runtime (Airflow task retries, or
+# the native graph's branch node): the agent specification's retry_attempts.
+BRANCH_RETRIES: int = _default_retry_attempts()
 RESOURCE_WAIT_FIRST_DELAY = 0.2
 RESOURCE_WAIT_MAX_DELAY = 5.0
 

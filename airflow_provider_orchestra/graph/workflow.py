@@ -374,6 +374,7 @@ class _WorkflowNodes:
 
         started = time.monotonic()
         backoff = _LEDGER_RETRY_FIRST_SECONDS
+        retries_left = runtime.BRANCH_RETRIES  # as many as an Airflow specialist task gets
         while True:
             try:
                 # A fresh context: the specialist's subgraph is a top-level run under its
@@ -397,6 +398,10 @@ class _WorkflowNodes:
                         task, f"{task.branch_id}: cancelled, {reason}", seconds=result.metrics.execution_seconds,
                         status="cancelled",
                     )
+                if result.status == "failed" and retries_left > 0:
+                    retries_left -= 1
+                    log.warning("branch %s failed (%s); retrying, %d retries left", task.branch_id, result.error, retries_left)
+                    continue
                 return result
             except BranchCancelled as exc:
                 return runtime.failed_result(
@@ -420,6 +425,10 @@ class _WorkflowNodes:
                     )
                 if not isinstance(exc, OrchestraError):
                     log.exception("branch %s failed unexpectedly", task.branch_id)
+                if retries_left > 0:
+                    retries_left -= 1
+                    log.warning("branch %s failed (%s); retrying, %d retries left", task.branch_id, exc, retries_left)
+                    continue
                 return runtime.failed_result(
                     task, f"{task.branch_id}: {type(exc).__name__}: {exc}", seconds=time.monotonic() - started
                 )

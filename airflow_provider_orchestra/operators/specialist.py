@@ -27,19 +27,19 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_orchestra.core.errors import SpecialistError
 from airflow_provider_orchestra.core.models import BranchTask, WorkflowConfig
-from airflow_provider_orchestra.factory.specification import AgentSpecification
 from airflow_provider_orchestra.hooks.agent_factory import (
     DEFAULT_FACTORY_CONN_ID,
     AgentFactoryHook,
     holder_for,
 )
 from airflow_provider_orchestra.operators.layout import FAILED_RESULT_KEY
+from airflow_provider_orchestra.runtime import BRANCH_RETRIES
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 CHECKPOINT_URL_ENV = "ORCHESTRA_CHECKPOINT_URL"
-DEFAULT_RETRIES: int = AgentSpecification.model_fields["retry_attempts"].default
+DEFAULT_RETRIES: int = BRANCH_RETRIES
 BRANCH_ID_TEMPLATE = "{{ task.branch_task['branch_id'] }}"
 """map_index_template: each mapped instance is labelled with its branch id."""
 

@@ -259,3 +259,18 @@ def test_a_branch_failing_in_both_runtimes_is_reported_the_same(pairs):
         assert failed.status == "failed" and "channel" in failed.error and not failed.outputs, (run.runtime, failed)
     # In Airflow the mapped task failed for good (its first try and its retries).
     assert pair.airflow_run.ti("round_1.data_transformation_branch_gamma", 0)["state"] == "failed"
+
+
+def test_both_runtimes_retry_a_failing_branch_as_often(pairs):
+    """Each runtime's own ledger history shows the failing template run once plus its
+    retries (Airflow task retries; the native graph's branch node retries as many times)."""
+    from airflow_provider_orchestra.factory import AgentFactory
+    from airflow_provider_orchestra.runtime import BRANCH_RETRIES
+
+    pair = pairs["failing_branch"]
+    runs = {}
+    for run in (pair.native, pair.airflow):
+        factory = AgentFactory.from_url(str(run.output_root / "_state" / "ledger.sqlite"), template_set=None)
+        stats = factory.history.stats("realtime_transformation_specialist")
+        runs[run.runtime] = (stats.runs, stats.successes)
+    assert runs["native"] == runs["airflow"] == (1 + BRANCH_RETRIES, 0), runs
