@@ -174,13 +174,14 @@ class OrchestraBaseOperator(BaseOperator):
         return context["ti"].xcom_pull(task_ids=round_layout.gate, key=GATE_RESULT_KEY)
 
     def timeline(self, context: Context, last_round: int) -> list[dict[str, Any]]:
-        """The run's decisions, from what each step returned: plans, sync decisions, gates."""
+        """The run's decisions, from what each step returned: plans, sync decisions, gates.
+        Event names are the native graph's, so timelines read the same in both runtimes."""
         ti = context["ti"]
         events: list[dict[str, Any]] = []
         analysis = self.analysis(context)
         events.append(
             {
-                "event": "batches_analyzed",
+                "event": "data_batch_analysis",
                 "workflow_mode": analysis.workflow_mode,
                 "max_branches": analysis.max_branches,
                 "complexity_score": analysis.complexity.complexity_score,
@@ -194,17 +195,18 @@ class OrchestraBaseOperator(BaseOperator):
                 continue
             own = set(rl.specialists.values())
             ran = sorted(b for b, (task_id, _) in plan["branches"].items() if task_id in own)
-            events.append({"event": "round_planned", "round": r, "timestamp": plan["started_at"], "branches": ran})
+            events.append({"event": "parallel_coordination", "round": r, "timestamp": plan["started_at"], "branches": ran})
             if (sync := ti.xcom_pull(task_ids=rl.sync_point)) is not None:
                 events.append(
                     {
-                        "event": "sync_point",
+                        "event": "synchronization_checkpoint",
                         "round": r,
                         **_pick(sync, ("status", "next_action", "progress", "failed_branches", "remaining_branches")),
                     }
                 )
             else:
-                events.append({"event": "sync_point_not_held", "round": r})
+                # the sensor failed past the overall timeout: the round went to recovery
+                events.append({"event": "synchronization_checkpoint", "round": r, "status": "timeout", "next_action": "timeout_recovery"})
             if (gate := self.gate_result(context, rl)) is not None:
                 events.append({"event": "quality_gate", "round": r, **_pick(gate, ("decision", "reason", "final"))})
         return events
