@@ -320,6 +320,7 @@ class AnalysisResult(_Model):
     complexity: BatchComplexity
     resources: ResourceAvailability
     allocations: list[BranchAllocation]
+    analyzed_at: datetime = Field(default_factory=utcnow)
 
 
 class BranchTask(_Model):
@@ -387,6 +388,7 @@ class SyncDecision(_Model):
     remaining_branches: list[str]
     failed_branches: list[str] = Field(default_factory=list)
     elapsed_seconds: float = 0.0
+    decided_at: datetime = Field(default_factory=utcnow)
 
 
 class CategorySynthesis(_Model):
@@ -418,6 +420,7 @@ class GateResult(_Model):
     reason: str
     final: bool
     round: int
+    decided_at: datetime = Field(default_factory=utcnow)
 
 
 class FinalReport(_Model):

@@ -182,6 +182,7 @@ class OrchestraBaseOperator(BaseOperator):
         events.append(
             {
                 "event": "data_batch_analysis",
+                "timestamp": analysis.analyzed_at.isoformat(),
                 "workflow_mode": analysis.workflow_mode,
                 "max_branches": analysis.max_branches,
                 "complexity_score": analysis.complexity.complexity_score,
@@ -202,14 +203,19 @@ class OrchestraBaseOperator(BaseOperator):
                         "event": "synchronization_checkpoint",
                         "round": r,
                         **_pick(sync, ("status", "next_action", "progress", "failed_branches", "remaining_branches")),
+                        **_timestamp(sync),
                     }
                 )
             else:
                 # the sensor failed past the overall timeout: the round went to recovery
                 events.append({"event": "synchronization_checkpoint", "round": r, "status": "timeout", "next_action": "timeout_recovery"})
             if (gate := self.gate_result(context, rl)) is not None:
-                events.append({"event": "quality_gate", "round": r, **_pick(gate, ("decision", "reason", "final"))})
+                events.append({"event": "quality_gate", "round": r, **_pick(gate, ("decision", "reason", "final")), **_timestamp(gate)})
         return events
+
+
+def _timestamp(decision: Mapping[str, Any]) -> dict[str, Any]:
+    return {"timestamp": decision["decided_at"]} if decision.get("decided_at") else {}
 
 
 def _pick(data: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:

@@ -165,12 +165,14 @@ def decision(next_action: str, status: str, progress: float) -> dict:
         "remaining_branches": ["a2"],
         "failed_branches": [],
         "elapsed_seconds": 61.0,
+        "decided_at": "2026-01-01T12:01:01+00:00",
     }
 
 
 def test_resume_succeeds_with_the_validated_decision():
     d = decision("conditional_proceed", "waiting_final", 0.75)
-    assert sensor().execute_complete({}, {"status": "decided", "decision": d, "branch_states": {}}) == d
+    returned = sensor().execute_complete({}, {"status": "decided", "decision": d, "branch_states": {}})
+    assert returned == d | {"decided_at": "2026-01-01T12:01:01Z"}
 
 
 def test_resume_fails_for_timeout_recovery_with_a_clear_message():
