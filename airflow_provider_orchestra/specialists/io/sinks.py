@@ -1,9 +1,15 @@
 """Idempotent sinks: Parquet directories swapped in atomically, a quarantine JSONL file
 replaced atomically, and Postgres loads that replace one (run, branch) slice in a single
-transaction. A failed write leaves the previous state untouched."""
+transaction. A failed write leaves the previous state untouched.
+
+Any exception cleans up before it leaves a sink, but only a failure to write or load
+becomes a :class:`SinkError`. Whatever else the input iterator raises (a source's own
+error, a caller stopping the stream from its progress callback) propagates unchanged, so
+the caller sees why the stream ended rather than a write failure."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import hashlib
@@ -26,7 +32,7 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from airflow_provider_orchestra.core.errors import SinkError, SourceError
+from airflow_provider_orchestra.core.errors import SinkError
 from airflow_provider_orchestra.core.models import OutputDescriptor
 from airflow_provider_orchestra.specialists.io.types import RejectedLine
 
@@ -34,6 +40,8 @@ log = logging.getLogger(__name__)
 
 _STALE_SECONDS = 3600.0
 _HASH_CHUNK = 1 << 20
+# What a failing write raises (psycopg.Error too, for the Postgres load).
+_WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, pa.ArrowException)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -232,17 +240,13 @@ def write_parquet(
         checksum, size = _digest_files(staged, files)
         _swap_in(staged, dest)
         _fsync_path(dest.parent)
-    except SourceError:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    except SinkError:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
     except BaseException as exc:
         shutil.rmtree(staged, ignore_errors=True)
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise SinkError(f"writing {str(dest)!r} failed, nothing was replaced: {type(exc).__name__}: {exc}") from exc
+        if isinstance(exc, _WRITE_ERRORS):
+            raise SinkError(
+                f"writing {str(dest)!r} failed, nothing was replaced: {type(exc).__name__}: {exc}"
+            ) from exc
+        raise
     return OutputDescriptor(
         uri=dest.as_uri(), format="parquet", rows=rows, checksum=checksum, size_bytes=size
     )
@@ -280,10 +284,12 @@ def write_jsonl_quarantine(
         size = tmp.stat().st_size
         os.replace(tmp, dest)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise SinkError(f"writing quarantine {str(dest)!r} failed: {type(exc).__name__}: {exc}") from exc
+        # A failing cleanup (e.g. the parent is not a directory) must not hide the cause.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, _WRITE_ERRORS):
+            raise SinkError(f"writing quarantine {str(dest)!r} failed: {type(exc).__name__}: {exc}") from exc
+        raise
     return OutputDescriptor(
         uri=dest.as_uri(),
         format="jsonl",
@@ -395,6 +401,8 @@ def load_postgres(
     size = 0
     where = f"{db_schema}.{table}"
 
+    # Leaving the ``with`` blocks rolls the transaction back and closes the connection
+    # whatever is raised; only load failures are reported as SinkError below.
     try:
         with psycopg.connect(url, connect_timeout=10, application_name="orchestra-load") as conn:
             with conn.transaction():
@@ -448,19 +456,15 @@ def load_postgres(
                     ),
                     (run_id, branch_id),
                 )
-    except (SinkError, SourceError):
-        raise
     except psycopg.Error as exc:
         raise SinkError(
             f"loading {where} for run {run_id!r} branch {branch_id!r} failed, target unchanged: "
             f"{type(exc).__name__}: {str(exc).strip()}"
         ) from None
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:
+    except _WRITE_ERRORS as exc:
         raise SinkError(
-            f"loading {where} for run {run_id!r} branch {branch_id!r} was interrupted, target "
-            f"unchanged: {type(exc).__name__}: {exc}"
+            f"loading {where} for run {run_id!r} branch {branch_id!r} failed, target unchanged: "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
     log.info("loaded %d rows into %s (run %s, branch %s)", rows, where, run_id, branch_id)
     return OutputDescriptor(

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
+import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -44,21 +48,96 @@ def test_rewrite_with_new_data_replaces_the_old(tmp_path: Path):
     assert pq.read_table(dest).num_rows == 3
 
 
-def test_failure_mid_stream_keeps_the_previous_copy(tmp_path: Path):
+@contextmanager
+def _file_size_limit(max_bytes: int) -> Iterator[None]:
+    """Writes past ``max_bytes`` in any file fail with EFBIG, as on a full disk (not
+    even root is exempt)."""
+    previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous_handler)
+
+
+def _random_text_table(rows: int) -> pa.Table:
+    return pa.table({"id": pa.array(range(rows), pa.int64()), "text": [os.urandom(32).hex() for _ in range(rows)]})
+
+
+class UpstreamStopped(Exception):
+    """Raised by an input iterator, e.g. from a progress callback that stops the stream."""
+
+
+def test_exception_from_the_input_propagates_unchanged_and_keeps_the_previous_copy(tmp_path: Path):
     table = numbers_table(100)
     dest = tmp_path / "b"
     before = write_parquet(table.to_batches(), table.schema, dest)
+    raised = RuntimeError("disk went away")
 
     def breaks() -> Iterator[pa.RecordBatch]:
         yield table.slice(0, 10).to_batches()[0]
-        raise RuntimeError("disk went away")
+        raise raised
 
-    with pytest.raises(SinkError, match="disk went away"):
+    with pytest.raises(RuntimeError) as caught:
         write_parquet(breaks(), table.schema, dest)
+    assert caught.value is raised  # not wrapped into a SinkError
     assert _siblings(dest) == ["b"]
     assert pq.read_table(dest).equals(table)
     again = write_parquet(table.to_batches(), table.schema, dest)
     assert again.checksum == before.checksum
+
+
+def test_exception_from_the_input_of_a_partitioned_write_propagates_unchanged(tmp_path: Path):
+    table = pa.table({"day": pa.array([19844, 19845, 19846], pa.date32()), "v": [1, 2, 3]})
+
+    def breaks() -> Iterator[pa.RecordBatch]:
+        yield from table.slice(0, 2).to_batches()
+        raise UpstreamStopped("branch cancelled")
+
+    with pytest.raises(UpstreamStopped, match="branch cancelled"):
+        write_parquet(breaks(), table.schema, tmp_path / "parts", partition_by="day")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_mid_stream_is_a_sink_error_and_keeps_the_previous_copy(tmp_path: Path):
+    dest = tmp_path / "b"
+    previous = numbers_table(10)
+    write_parquet(previous.to_batches(), previous.schema, dest)
+    bigger = _random_text_table(40_000)
+
+    with _file_size_limit(1 << 20), pytest.raises(SinkError, match=r"nothing was replaced: OSError: .*File too large"):
+        write_parquet(bigger.to_batches(max_chunksize=5_000), bigger.schema, dest, compression="none", row_group_rows=5_000)
+    assert _siblings(dest) == ["b"]
+    assert pq.read_table(dest).equals(previous)
+
+
+def test_a_write_refused_mid_stream_is_a_sink_error_and_keeps_the_previous_copy(tmp_path: Path):
+    table = pa.table({"k": pa.array(range(2_000), pa.int64())})
+    dest = tmp_path / "parts"
+    write_parquet(table.slice(0, 3).to_batches(), table.schema, dest, partition_by="k")
+
+    def too_many_partitions() -> Iterator[pa.RecordBatch]:
+        yield table.slice(0, 10).to_batches()[0]
+        yield table.to_batches()[0]  # more partitions in one batch than pyarrow writes
+
+    with pytest.raises(SinkError, match="nothing was replaced: ArrowInvalid: .*partitions"):
+        write_parquet(too_many_partitions(), table.schema, dest, partition_by="k")
+    assert _siblings(dest) == ["parts"]
+    assert sorted(p.name for p in dest.iterdir()) == ["k=0", "k=1", "k=2"]
+
+
+def test_an_unwritable_destination_is_a_sink_error(tmp_path: Path):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the parent directory should be")
+    table = numbers_table(3)
+    with pytest.raises(SinkError, match="cannot prepare"):
+        write_parquet(table.to_batches(), table.schema, blocker / "b")
+    with pytest.raises(SinkError, match="writing quarantine .* failed: FileExistsError"):
+        write_jsonl_quarantine([{"line": 1}], blocker / "q.jsonl")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_dir"]
+    assert blocker.read_text() == "a file where the parent directory should be"
 
 
 def test_source_error_mid_stream_passes_through_and_writes_nothing(tmp_path: Path):
@@ -144,12 +223,33 @@ def test_quarantine_is_written_atomically(tmp_path: Path):
     assert again.checksum == out.checksum
     assert sorted(p.name for p in dest.parent.iterdir()) == ["rejected.jsonl"]
 
-    class Unserialisable:
+
+
+def test_quarantine_input_failure_propagates_unchanged_and_keeps_the_previous_file(tmp_path: Path):
+    dest = tmp_path / "q" / "rejected.jsonl"
+    write_jsonl_quarantine([{"line": 1}, {"line": 2}], dest)
+    before = dest.read_bytes()
+    raised = RuntimeError("stream broke")
+
+    class Breaks:
         def __iter__(self):
             yield {"line": 1}
-            raise RuntimeError("stream broke")
+            raise raised
 
-    with pytest.raises(SinkError, match="stream broke"):
-        write_jsonl_quarantine(Unserialisable(), dest)
-    assert dest.read_text().count("\n") == 2
+    with pytest.raises(RuntimeError) as caught:
+        write_jsonl_quarantine(Breaks(), dest)
+    assert caught.value is raised
+    assert dest.read_bytes() == before
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["rejected.jsonl"]
+
+
+def test_quarantine_on_a_full_disk_is_a_sink_error_and_keeps_the_previous_file(tmp_path: Path):
+    dest = tmp_path / "q" / "rejected.jsonl"
+    write_jsonl_quarantine([{"line": 1}], dest)
+    before = dest.read_bytes()
+    many = [{"line": i, "raw": "x" * 1_000} for i in range(2_000)]
+
+    with _file_size_limit(1 << 20), pytest.raises(SinkError, match="failed: OSError: .*File too large"):
+        write_jsonl_quarantine(many, dest)
+    assert dest.read_bytes() == before
     assert sorted(p.name for p in dest.parent.iterdir()) == ["rejected.jsonl"]

@@ -170,24 +170,43 @@ def test_load_round_trips_nulls_empty_strings_and_times(postgres_url: str):
     assert scores[0] != scores[0] and scores[1:] == [None, 1e9]  # NaN survives
 
 
-def test_iterator_failure_mid_load_leaves_target_unchanged(postgres_url: str):
+def _staging_leftovers(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("select count(*) from pg_class where relname like 'orchestra_stage_%%'").fetchone()[0]
+
+
+def test_iterator_failure_mid_load_propagates_unchanged_and_leaves_target_unchanged(postgres_url: str):
     table = numbers_table(300)
     kwargs = dict(url=postgres_url, table="target", run_id="run_1", branch_id="beta")
     load_postgres(table.to_batches(max_chunksize=100), table.schema, **kwargs)
     before = _rows(postgres_url)
+    raised = RuntimeError("upstream went away")
 
     def breaks() -> Iterator[pa.RecordBatch]:
         yield numbers_table(50).to_batches()[0]
-        raise RuntimeError("upstream went away")
+        raise raised
 
-    with pytest.raises(SinkError, match="target unchanged: RuntimeError: upstream went away"):
+    with pytest.raises(RuntimeError) as caught:
+        load_postgres(breaks(), table.schema, **kwargs)
+    assert caught.value is raised  # not wrapped into a SinkError
+    assert _rows(postgres_url) == before
+    assert _staging_leftovers(postgres_url) == 0
+
+
+def test_source_error_mid_load_propagates_and_leaves_target_unchanged(postgres_url: str):
+    table = numbers_table(30)
+    kwargs = dict(url=postgres_url, table="target", run_id="run_1", branch_id="beta")
+    load_postgres(table.to_batches(), table.schema, **kwargs)
+    before = _rows(postgres_url)
+
+    def breaks() -> Iterator[pa.RecordBatch]:
+        yield numbers_table(5).to_batches()[0]
+        raise SourceError("bad value in line 9")
+
+    with pytest.raises(SourceError, match="line 9"):
         load_postgres(breaks(), table.schema, **kwargs)
     assert _rows(postgres_url) == before
-    with psycopg.connect(postgres_url) as conn:
-        leftovers = conn.execute(
-            "select count(*) from pg_class where relname like 'orchestra_stage_%%'"
-        ).fetchone()[0]
-    assert leftovers == 0
+    assert _staging_leftovers(postgres_url) == 0
 
 
 def test_connection_killed_mid_load_leaves_target_unchanged(postgres_url: str):
@@ -210,7 +229,7 @@ def test_connection_killed_mid_load_leaves_target_unchanged(postgres_url: str):
         for batch in big.slice(5_000).to_batches(max_chunksize=1_000):
             yield batch
 
-    with pytest.raises(SinkError, match="target unchanged"):
+    with pytest.raises(SinkError, match="failed, target unchanged: (AdminShutdown|OperationalError)"):
         load_postgres(kill_loader_after_first_batch(), table.schema, **kwargs)
     assert killed.is_set()
     assert _rows(postgres_url) == before
