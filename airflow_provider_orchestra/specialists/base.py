@@ -235,6 +235,10 @@ class Specialist:
             )
         except DATA_ERRORS as exc:
             discard(staging)
+            if meter.stopped_by is not None:
+                # The caller's progress callback stopped the attempt; the data error is
+                # only how the stream's consumer reported that.
+                raise meter.stopped_by from None
             cause = root_cause(exc)
             record.update(
                 ok=False,

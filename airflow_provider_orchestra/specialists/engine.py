@@ -75,13 +75,20 @@ class Meter:
     batches: int = 0
     rows: int = 0
     peak_arrow_bytes: int = field(default_factory=pa.total_allocated_bytes)
+    stopped_by: BaseException | None = None
+    """What the progress callback raised, kept because a consumer of the stream (DuckDB)
+    reports it as an error of its own."""
 
     def tick(self, batch_rows: int, **extra: Any) -> None:
         self.batches += 1
         self.rows += batch_rows
         self.sample()
         if self.on_progress is not None:
-            self.on_progress({**self.base_event, "batch": self.batches, "rows": self.rows, **extra})
+            try:
+                self.on_progress({**self.base_event, "batch": self.batches, "rows": self.rows, **extra})
+            except BaseException as exc:
+                self.stopped_by = exc
+                raise
 
     def sample(self) -> None:
         self.peak_arrow_bytes = max(self.peak_arrow_bytes, pa.total_allocated_bytes())
