@@ -12,7 +12,8 @@ Rows that pass go to the main Parquet output; failing rows go to a Parquet quara
 source could not parse go to a JSONL file (role ``rejected_lines``). Quality is the share
 of input rows (parsed or not) that pass.
 
-Two passes over the source, memory bounded by the record batch: the first copies only
+Two passes over the source, memory bounded by the record batch and progress reported per
+record batch in both (the ``scan`` field of an event names the pass): the first copies only
 the key and anomaly columns into an on-disk DuckDB table and computes the column
 statistics and, with GROUP BY (which spills to disk past its memory limit), the set of
 duplicated keys, kept in DuckDB; the second evaluates the rules batch by batch with
@@ -32,6 +33,7 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from langgraph.graph import StateGraph
@@ -50,6 +52,9 @@ from airflow_provider_orchestra.specialists.engine import (
 from airflow_provider_orchestra.specialists.io import open_source, write_jsonl_quarantine, write_parquet
 
 REASONS_COLUMN = "_reasons"
+# The ``scan`` field of progress events: which of the two passes a record batch belongs to.
+_STATISTICS_SCAN = "statistics"
+_RULES_SCAN = "rules"
 
 
 def build_subgraph() -> StateGraph:
@@ -189,15 +194,35 @@ class BatchValidationSpecialist(Specialist):
             return "familywise"
         return None
 
-    def _first_pass(self, source: Any, plan: dict[str, Any], con: Any, strategy: str) -> dict[str, dict[str, float]]:
-        """Copy key and anomaly columns into DuckDB; return the anomaly statistics."""
+    def _first_pass(
+        self, source: Any, plan: dict[str, Any], con: Any, strategy: str, meter: Meter
+    ) -> dict[str, dict[str, float]]:
+        """Copy key and anomaly columns into DuckDB; return the anomaly statistics.
+        Progress is reported per record batch (``scan: statistics``), counted apart from
+        the second pass so that ``batch`` and ``rows`` never exceed the input."""
         columns = list(dict.fromkeys([*plan["unique_columns"], *plan["anomaly_columns"]]))
         if not columns:
             return {}
         narrow = source.schema.empty_table().select(columns).schema
-        con.register("__scan", stream(narrow, (b.select(columns) for b in source.iter_batches())))
-        con.execute("CREATE TABLE scan AS SELECT * FROM __scan")
-        con.unregister("__scan")
+        scan_meter = Meter(base_event=meter.base_event, on_progress=meter.on_progress)
+
+        def narrowed() -> Any:
+            for batch in source.iter_batches():
+                scan_meter.tick(batch.num_rows, scan=_STATISTICS_SCAN)
+                yield batch.select(columns)
+
+        con.register("__scan", stream(narrow, narrowed()))
+        try:
+            con.execute("CREATE TABLE scan AS SELECT * FROM __scan")
+        except duckdb.Error:
+            # DuckDB reports what the progress callback raised as its own error; the
+            # callback's exception (e.g. a cancellation) is what stops the attempt.
+            if scan_meter.stopped_by is not None:
+                raise scan_meter.stopped_by from None
+            raise
+        finally:
+            con.unregister("__scan")
+            meter.peak_arrow_bytes = max(meter.peak_arrow_bytes, scan_meter.peak_arrow_bytes)
         for column in plan["unique_columns"]:
             col = quote_ident(column)
             con.execute(
@@ -231,14 +256,14 @@ class BatchValidationSpecialist(Specialist):
             staging / "quarantine", schema.append(pa.field(REASONS_COLUMN, pa.string())), role="quarantine"
         )
         try:
-            anomaly = self._first_pass(source, plan, con, strategy)
+            anomaly = self._first_pass(source, plan, con, strategy, meter)
             checks = _RowChecks(rules, schema, anomaly, con)
             failed_rows = 0
 
             def passing() -> Any:
                 nonlocal failed_rows
                 for batch in source.iter_batches():
-                    meter.tick(batch.num_rows)
+                    meter.tick(batch.num_rows, scan=_RULES_SCAN)
                     failed, reasons = checks.evaluate(batch)
                     if reasons is None:
                         yield batch

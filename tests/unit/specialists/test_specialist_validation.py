@@ -187,3 +187,40 @@ def test_wrong_schema_fails_before_reading_and_writes_nothing(tmp_path, data_dir
     assert "wrong schema" in result.error and message in result.error
     assert result.metrics.iterations == 0
     assert published_files(tmp_path) == []
+
+
+def test_both_passes_report_progress_per_record_batch(tmp_path, data_dir):
+    pq.write_table(orders(), data_dir / "orders.parquet")  # 60 rows
+    events = []
+
+    result = run_specialist_directly(make_task(tmp_path, validation_batch(), record_batch_rows=8), on_progress=events.append)
+
+    assert result.status == "success", result.error
+    per_pass = [(8 * b if b < 8 else 60) for b in range(1, 9)]
+    assert [(e["scan"], e["batch"], e["rows"]) for e in events] == [
+        *(("statistics", b, rows) for b, rows in enumerate(per_pass, 1)),
+        *(("rules", b, rows) for b, rows in enumerate(per_pass, 1)),
+    ]
+    fields = {"branch_id", "specialist", "agent_id", "iteration", "strategy", "batch", "rows", "scan"}
+    assert all(set(e) == fields for e in events)
+    assert {(e["branch_id"], e["iteration"], e["strategy"]) for e in events} == {("orders_check", 1, "per_row")}
+    assert result.metrics.record_batches == 8  # the second pass's batches, as before
+
+
+def test_a_stop_requested_during_the_first_pass_leaves_it_at_once(tmp_path, data_dir):
+    pq.write_table(orders(), data_dir / "orders.parquet")
+    events = []
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_third_batch(event):
+        events.append(event)
+        if event["batch"] == 3:
+            raise Stop("stop")
+
+    with pytest.raises(Stop):
+        run_specialist_directly(make_task(tmp_path, validation_batch(), record_batch_rows=8), on_progress=stop_at_third_batch)
+
+    assert [(e["scan"], e["batch"]) for e in events] == [("statistics", 1), ("statistics", 2), ("statistics", 3)]
+    assert published_files(tmp_path) == []
