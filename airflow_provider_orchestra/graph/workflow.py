@@ -392,8 +392,8 @@ class _WorkflowNodes:
                 )
                 reason = board.cancellation(task.branch_id)
                 if reason is not None and result.status != "success":
-                    # A specialist may report the cancellation as a failed attempt (e.g. a
-                    # sink wrapping it); it was the sync point's doing all the same.
+                    # The branch ended unsuccessfully after the sync point let go of it (it
+                    # failed while being cancelled): it was the sync point's doing.
                     return runtime.failed_result(
                         task, f"{task.branch_id}: cancelled, {reason}", seconds=result.metrics.execution_seconds,
                         status="cancelled",
