@@ -358,6 +358,25 @@ def _check_identifier(kind: str, name: str) -> None:
         raise SinkError(f"{kind} name {name!r} is not a valid Postgres identifier (1-63 bytes)")
 
 
+@contextlib.contextmanager
+def _cancel_on_interrupt(conn: Any) -> Iterator[None]:
+    """An exception raised while a statement waits on the server (e.g. a task's execution
+    timeout) leaves that statement running after the connection is dropped, holding its
+    locks; cancel it so a retry does not queue behind the abandoned session."""
+    import psycopg
+    from psycopg import pq as libpq
+
+    try:
+        yield
+    except BaseException as exc:
+        if not isinstance(exc, psycopg.Error) and conn.pgconn.transaction_status == libpq.TransactionStatus.ACTIVE:
+            try:
+                conn.cancel_safe(timeout=5.0)
+            except psycopg.Error:
+                log.warning("could not cancel the interrupted load's statement", exc_info=True)
+        raise
+
+
 def load_postgres(
     batches: Iterable[pa.RecordBatch],
     schema: pa.Schema,
@@ -404,7 +423,7 @@ def load_postgres(
     # Leaving the ``with`` blocks rolls the transaction back and closes the connection
     # whatever is raised; only load failures are reported as SinkError below.
     try:
-        with psycopg.connect(url, connect_timeout=10, application_name="orchestra-load") as conn:
+        with psycopg.connect(url, connect_timeout=10, application_name="orchestra-load") as conn, _cancel_on_interrupt(conn):
             with conn.transaction():
                 # Concurrent branches loading into one new table must not race on CREATE.
                 conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (where,))

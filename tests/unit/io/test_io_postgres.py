@@ -263,3 +263,45 @@ def test_reserved_columns_and_unknown_types_are_refused(postgres_url: str):
     nested = pa.table({"tags": [[1, 2]]})
     with pytest.raises(SinkError, match="no Postgres column type"):
         load_postgres(nested.to_batches(), nested.schema, url=postgres_url, table="t", run_id="r", branch_id="b")
+
+
+class _Interrupted(Exception):
+    """Stands for an interrupt such as Airflow's execution timeout (raised by SIGALRM)."""
+
+
+def test_an_interrupted_load_cancels_its_waiting_statement(postgres_url: str):
+    import signal
+    import time
+
+    table = numbers_table(10)
+    blocker = psycopg.connect(postgres_url)
+    blocker.execute("create schema warehouse")  # uncommitted: the load's CREATE SCHEMA waits on it
+
+    def interrupt(signum, frame):
+        raise _Interrupted("execution timeout")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    try:
+        with pytest.raises(_Interrupted):
+            load_postgres(
+                iter(table.to_batches()), table.schema, url=postgres_url, table="target",
+                db_schema="warehouse", run_id="r1", branch_id="b1",
+            )
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    def loads_left() -> int:
+        with psycopg.connect(postgres_url) as conn:
+            return conn.execute(
+                "select count(*) from pg_stat_activity where application_name = 'orchestra-load' and datname = current_database()"
+            ).fetchone()[0]
+
+    deadline = time.monotonic() + 10
+    while loads_left() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the server ends the cancelled session asynchronously
+    left = loads_left()
+    blocker.rollback()
+    blocker.close()
+    assert left == 0, "the interrupted load's statement is still waiting on the server"
