@@ -29,16 +29,26 @@ from langgraph.graph import StateGraph
 
 from airflow_provider_orchestra.core.errors import SourceError
 from airflow_provider_orchestra.core.models import BranchTask, Metric
-from airflow_provider_orchestra.specialists.base import Attempt, RunContext, Specialist, build_specialist_graph
+from airflow_provider_orchestra.specialists.base import (
+    Attempt,
+    RunContext,
+    Specialist,
+    build_specialist_graph,
+)
 from airflow_provider_orchestra.specialists.engine import (
     Meter,
     duckdb_connection,
     is_out_of_memory,
+    open_task_source,
     quote_ident,
     resolver_for,
     stream,
 )
-from airflow_provider_orchestra.specialists.io import load_postgres, open_source, write_jsonl_quarantine, write_parquet
+from airflow_provider_orchestra.specialists.io import (
+    load_postgres,
+    write_jsonl_quarantine,
+    write_parquet,
+)
 
 _NUMERIC_FUNCTIONS = {"sum", "mean"}
 _SQL = {"sum": "sum", "mean": "avg", "min": "min", "max": "max", "count": "count"}
@@ -79,17 +89,9 @@ class _AggregationSpecialist(Specialist):
     def build_subgraph(self) -> StateGraph:
         return build_subgraph()
 
-    def _open(self, task: BranchTask, ctx: RunContext, batch_rows: int) -> Any:
-        return open_source(
-            task.batch.source,
-            roots=task.storage.data_roots,
-            batch_rows=batch_rows,
-            connections=resolver_for(ctx.connections),
-        )
-
     def plan(self, task: BranchTask, ctx: RunContext) -> dict[str, Any]:
         options = task.batch.aggregation
-        schema = self._open(task, ctx, task.record_batch_rows).schema
+        schema = open_task_source(task, ctx.connections).schema
         names = schema.names
         problems = [f"group_by column {c!r} is not in the source" for c in options.group_by if c not in names]
         metrics = []
@@ -134,7 +136,7 @@ class _AggregationSpecialist(Specialist):
     ) -> Attempt:
         small = strategy == "small_batches"
         batch_rows = max(1, task.record_batch_rows // _SMALL_BATCH_DIVISOR) if small else task.record_batch_rows
-        source = self._open(task, ctx, batch_rows)
+        source = open_task_source(task, ctx.connections, batch_rows=batch_rows)
         watched = plan["watched_columns"]
         nulls = {c: 0 for c in watched}
         complete = 0

@@ -158,6 +158,20 @@ def resolver_for(connections: Any) -> Any:
     return connections
 
 
+def open_task_source(task: Any, connections: Any, *, batch_rows: int | None = None, **options: Any) -> Any:
+    """The branch's source (a BranchTask's batch), kept under its data roots, read in
+    record batches of the task's size unless ``batch_rows`` says otherwise."""
+    from airflow_provider_orchestra.specialists.io import open_source
+
+    return open_source(
+        task.batch.source,
+        roots=task.storage.data_roots,
+        batch_rows=batch_rows or task.record_batch_rows,
+        connections=resolver_for(connections),
+        **options,
+    )
+
+
 def stream(schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(schema, iter(batches))
 

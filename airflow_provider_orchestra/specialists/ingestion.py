@@ -38,27 +38,34 @@ from langgraph.graph import StateGraph
 
 from airflow_provider_orchestra.core.errors import SourceError
 from airflow_provider_orchestra.core.models import BranchTask, IngestionOptions
-from airflow_provider_orchestra.specialists.base import Attempt, RunContext, Specialist, build_specialist_graph
+from airflow_provider_orchestra.specialists.base import (
+    Attempt,
+    RunContext,
+    Specialist,
+    build_specialist_graph,
+)
 from airflow_provider_orchestra.specialists.engine import (
     Meter,
     ParquetSideWriter,
     duckdb_connection,
     duckdb_types,
+    open_task_source,
     quote_ident,
     quote_literal,
-    resolver_for,
 )
 from airflow_provider_orchestra.specialists.io import (
     OffsetConflictError,
     OffsetStore,
     RejectedLine,
     arrow_type,
-    open_source,
     source_key,
     write_jsonl_quarantine,
     write_parquet,
 )
-from airflow_provider_orchestra.specialists.io.offsets import decode_position, encode_position
+from airflow_provider_orchestra.specialists.io.offsets import (
+    decode_position,
+    encode_position,
+)
 
 INCREMENTAL_KINDS = ("jsonl", "postgres")
 _MISFIT = "does not fit the schema"
@@ -212,18 +219,12 @@ class StreamingIngestionSpecialist(Specialist):
         ref = task.batch.source
         position = decode_position(plan["start"]) if plan["start"] is not None else None
         if ref.kind == "jsonl":
-            return open_source(
-                ref,
-                roots=task.storage.data_roots,
-                batch_rows=task.record_batch_rows,
-                start_offset=position,
-                expected_columns=plan.get("schema") or None,
+            return open_task_source(
+                task, ctx.connections, start_offset=position, expected_columns=plan.get("schema") or None
             )
-        return open_source(
-            ref,
-            roots=task.storage.data_roots,
-            batch_rows=task.record_batch_rows,
-            connections=resolver_for(ctx.connections),
+        return open_task_source(
+            task,
+            ctx.connections,
             watermark=position,
             watermark_column=task.batch.ingestion.watermark_column,
         )

@@ -40,15 +40,24 @@ from langgraph.graph import StateGraph
 
 from airflow_provider_orchestra.core.errors import SourceError, SpecialistError
 from airflow_provider_orchestra.core.models import BranchTask
-from airflow_provider_orchestra.specialists.base import Attempt, RunContext, Specialist, build_specialist_graph
+from airflow_provider_orchestra.specialists.base import (
+    Attempt,
+    RunContext,
+    Specialist,
+    build_specialist_graph,
+)
 from airflow_provider_orchestra.specialists.engine import (
     Meter,
     duckdb_connection,
     duckdb_types,
+    open_task_source,
     quote_ident,
-    resolver_for,
 )
-from airflow_provider_orchestra.specialists.io import arrow_type, open_source, write_jsonl_quarantine, write_parquet
+from airflow_provider_orchestra.specialists.io import (
+    arrow_type,
+    write_jsonl_quarantine,
+    write_parquet,
+)
 
 _TYPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?(\[\])?$")
 _FAILED_CASTS = "__failed_casts"
@@ -67,15 +76,6 @@ class TransformationFailure(SpecialistError):
     def __init__(self, message: str, details: dict[str, Any]):
         super().__init__(message)
         self.details = details
-
-
-def _open(task: BranchTask, ctx: RunContext) -> Any:
-    return open_source(
-        task.batch.source,
-        roots=task.storage.data_roots,
-        batch_rows=task.record_batch_rows,
-        connections=resolver_for(ctx.connections),
-    )
 
 
 def _locked_duckdb() -> duckdb.DuckDBPyConnection:
@@ -155,7 +155,7 @@ class RealtimeTransformationSpecialist(Specialist):
 
     def plan(self, task: BranchTask, ctx: RunContext) -> dict[str, Any]:
         options = task.batch.transformation
-        schema = _open(task, ctx).schema
+        schema = open_task_source(task, ctx.connections).schema
         names = schema.names
         problems = [f"rename of unknown column {c!r}" for c in options.rename if c not in names]
         renamed = {c: options.rename.get(c, c) for c in names}
@@ -275,7 +275,7 @@ class RealtimeTransformationSpecialist(Specialist):
     ) -> Attempt:
         dropped = self._dropped(plan, strategy, ctx.attempts_so_far)
         query = _Query(plan, strategy, dropped)
-        source = _open(task, ctx)
+        source = open_task_source(task, ctx.connections)
         con = duckdb_connection(staging, cpu=self.lease_cpu, memory_mb=self.lease_memory_mb)
         counts = {"failed_casts": 0, "rows": 0}
         output_columns = [c for c in plan["output_columns"] if c not in dropped]

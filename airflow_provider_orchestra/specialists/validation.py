@@ -40,16 +40,24 @@ from langgraph.graph import StateGraph
 
 from airflow_provider_orchestra.core.errors import SourceError
 from airflow_provider_orchestra.core.models import BranchTask, ColumnRule
-from airflow_provider_orchestra.specialists.base import Attempt, RunContext, Specialist, build_specialist_graph
+from airflow_provider_orchestra.specialists.base import (
+    Attempt,
+    RunContext,
+    Specialist,
+    build_specialist_graph,
+)
 from airflow_provider_orchestra.specialists.engine import (
     Meter,
     ParquetSideWriter,
     duckdb_connection,
+    open_task_source,
     quote_ident,
-    resolver_for,
     stream,
 )
-from airflow_provider_orchestra.specialists.io import open_source, write_jsonl_quarantine, write_parquet
+from airflow_provider_orchestra.specialists.io import (
+    write_jsonl_quarantine,
+    write_parquet,
+)
 
 REASONS_COLUMN = "_reasons"
 # The ``scan`` field of progress events: which of the two passes a record batch belongs to.
@@ -72,15 +80,6 @@ def critical_value(confidence: float, tests: int = 1) -> float:
 
 def _is_numeric(data_type: pa.DataType) -> bool:
     return pa.types.is_integer(data_type) or pa.types.is_floating(data_type) or pa.types.is_decimal(data_type)
-
-
-def _open(task: BranchTask, ctx: RunContext) -> Any:
-    return open_source(
-        task.batch.source,
-        roots=task.storage.data_roots,
-        batch_rows=task.record_batch_rows,
-        connections=resolver_for(ctx.connections),
-    )
 
 
 class _RowChecks:
@@ -159,7 +158,7 @@ class BatchValidationSpecialist(Specialist):
 
     def plan(self, task: BranchTask, ctx: RunContext) -> dict[str, Any]:
         options = task.batch.validation
-        schema = _open(task, ctx).schema
+        schema = open_task_source(task, ctx.connections).schema
         problems = []
         for rule in options.rules:
             index = schema.get_field_index(rule.column)
@@ -249,7 +248,7 @@ class BatchValidationSpecialist(Specialist):
         self, task: BranchTask, plan: dict[str, Any], strategy: str, ctx: RunContext, staging: Path, meter: Meter
     ) -> Attempt:
         rules = task.batch.validation.rules
-        source = _open(task, ctx)
+        source = open_task_source(task, ctx.connections)
         schema = source.schema
         con = duckdb_connection(staging, cpu=self.lease_cpu, memory_mb=self.lease_memory_mb, on_disk=True)
         quarantine = ParquetSideWriter(
