@@ -87,3 +87,12 @@ def postgres_url(postgres_server_url: str) -> str:
     yield f"{base}/{name}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def migrated_airflow_db(tmp_path_factory) -> Path:
+    """An Airflow metadata database (SQLite) migrated once per session; tests copy it into
+    a fresh AIRFLOW_HOME per run."""
+    from airflow_support import migrate_airflow_db
+
+    return migrate_airflow_db(tmp_path_factory.mktemp("airflow-template"))

@@ -1,5 +1,5 @@
 """The parity tests run the Airflow side exactly as the Airflow workflow tests do: their
-session fixtures (``migrated_db``, ``new_home``) and ``airflow_runs`` are reused here, not
+session fixture ``new_home`` (over tests/conftest.py's ``migrated_airflow_db``) and ``airflow_runs`` are reused here, not
 copied."""
 
 from __future__ import annotations
@@ -17,5 +17,4 @@ _spec = importlib.util.spec_from_file_location("orchestra_airflow_test_fixtures"
 _airflow_fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_airflow_fixtures)
 
-migrated_db = _airflow_fixtures.migrated_db
 new_home = _airflow_fixtures.new_home

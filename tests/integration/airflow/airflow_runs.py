@@ -5,38 +5,19 @@ gets its own process and home)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_support import airflow_env
+
 HERE = Path(__file__).parent
 TEST_DAGS = HERE / "dags"
 REPO_DAGS = HERE.parents[2] / "dags"
 RUNNER = HERE / "dag_runner.py"
 RUN_TIMEOUT_SECONDS = 420
-
-
-def airflow_env(home: Path, **overrides: str) -> dict[str, str]:
-    """The environment of an Airflow subprocess living in ``home``; nothing inherited
-    from an outer Airflow."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AIRFLOW", "_AIRFLOW", "ORCHESTRA_HOME", "ORCHESTRA_LEDGER", "ORCHESTRA_CHECKPOINT"))
-    }
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
-        ORCHESTRA_HOME=str(home / "orchestra"),
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(overrides)
-    return env
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""Real Airflow for the workflow tests: a metadata database (SQLite) migrated once per
-session, copied into a fresh AIRFLOW_HOME for every DAG run (see ``airflow_runs``).
+"""Real Airflow for the workflow tests: the session's migrated metadata database
+(``migrated_airflow_db`` in tests/conftest.py), copied into a fresh AIRFLOW_HOME for every
+DAG run (see ``airflow_runs``).
 
 Tests that import Airflow in this process get a temporary AIRFLOW_HOME too (set here,
 before any test module imports Airflow).
@@ -9,8 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -19,26 +18,11 @@ import pytest
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="orchestra-airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from airflow_runs import AirflowHome, airflow_env  # noqa: E402
+from airflow_runs import AirflowHome  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def migrated_db(tmp_path_factory) -> Path:
-    home = tmp_path_factory.mktemp("airflow-template")
-    (home / "dags").mkdir()
-    proc = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=airflow_env(home),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, f"airflow db migrate failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return home / "airflow.db"
-
-
-@pytest.fixture(scope="session")
-def new_home(tmp_path_factory, migrated_db):
+def new_home(tmp_path_factory, migrated_airflow_db):
     """Factory: a fresh AIRFLOW_HOME (own copy of the migrated DB) with ``dag_files``."""
 
     def make(name: str, dag_files: list[Path]) -> AirflowHome:
@@ -46,7 +30,7 @@ def new_home(tmp_path_factory, migrated_db):
         (path / "dags").mkdir()
         for f in dag_files:
             shutil.copy2(f, path / "dags" / f.name)
-        shutil.copy2(migrated_db, path / "airflow.db")
+        shutil.copy2(migrated_airflow_db, path / "airflow.db")
         (path / "orchestra" / "data").mkdir(parents=True)
         return AirflowHome(path)
 
