@@ -63,12 +63,8 @@ def describe_batches(config: WorkflowConfig, *, connections=None) -> list[BatchD
     from airflow_provider_orchestra.specialists.io import describe_source
 
     roots = config.storage.data_roots
-    deps = config.branch_dependencies
-    described = []
-    for batch in config.batches:
-        d = describe_source(batch, roots=roots, connections=connections)
-        described.append(d.model_copy(update={"depends_on": list(deps.get(batch.batch_id, []))}))
-    return described
+    described = [describe_source(batch, roots=roots, connections=connections) for batch in config.batches]
+    return analysis.with_dependencies(config, described)
 
 
 def default_ledger_url(config: WorkflowConfig | None = None) -> str:
@@ -221,9 +217,8 @@ def _agent_when_resources_free(factory, requirements, holder, context, wait_seco
         yield agent
 
 
-def merge(config: WorkflowConfig, allocated: Sequence[str], results: Iterable[BranchResult], round: int) -> MergeReport:
+def merge(allocated: Sequence[str], results: Iterable[BranchResult], round: int) -> MergeReport:
     """The branch_merger step over every allocated branch of the run (all rounds)."""
-    del config  # merging needs nothing from the config today; kept for a stable signature
     return merging.merge_results(results, allocated=len(set(allocated)), round=round)
 
 

@@ -164,6 +164,14 @@ def allocate_branches(
     return allocations
 
 
+def with_dependencies(
+    config: WorkflowConfig, descriptors: Sequence[BatchDescriptor]
+) -> list[BatchDescriptor]:
+    """The measured batches with the dependencies the config declares for them."""
+    deps = config.branch_dependencies
+    return [d.model_copy(update={"depends_on": list(deps.get(d.batch_id, []))}) for d in descriptors]
+
+
 def analyze(
     config: WorkflowConfig,
     descriptors: Sequence[BatchDescriptor],
@@ -171,9 +179,7 @@ def analyze(
     per_branch: ResourceRequest | None = None,
 ) -> AnalysisResult:
     """The data_batch_analyzer step: score, assess, pick the mode, allocate."""
-    deps = config.branch_dependencies
-    described = [d.model_copy(update={"depends_on": list(deps.get(d.batch_id, []))}) for d in descriptors]
-    complexity = analyze_batches(described)
+    complexity = analyze_batches(with_dependencies(config, descriptors))
     resources = assess_resources(snapshot, per_branch)
     mode, max_branches = select_mode(complexity, resources)
     return AnalysisResult(

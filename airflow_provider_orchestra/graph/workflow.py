@@ -71,7 +71,6 @@ from airflow_provider_orchestra.core.flow import concurrency_cap, observed_outco
 from airflow_provider_orchestra.core.errors import ConfigError, OrchestraError, ResourceUnavailableError
 from airflow_provider_orchestra.core.models import (
     SPECIALISTS,
-    AnalysisResult,
     BranchResult,
     BranchTask,
     TimelineEvent,
@@ -505,9 +504,8 @@ class _WorkflowNodes:
         }
 
     def branch_merger(self, state: GraphState) -> dict[str, Any]:
-        cfg = self.workflow_config(state)
         allocated = [a.branch_id for a in state.analysis.allocations]
-        report = runtime.merge(cfg, allocated, state.branch_results, state.round)
+        report = runtime.merge(allocated, state.branch_results, state.round)
         return {
             "merge": report,
             "execution_timeline": [

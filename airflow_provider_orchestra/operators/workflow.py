@@ -202,10 +202,9 @@ class OrchestraMergerOperator(OrchestraBaseOperator):
         from airflow_provider_orchestra import runtime
 
         rl = self.round_layout
-        config = self.workflow_config(context)
         allocated = [a.branch_id for a in self.analysis(context).allocations]
         results = self.results_through(context, rl.round)
-        report = runtime.merge(config, allocated, results, rl.round)
+        report = runtime.merge(allocated, results, rl.round)
         self.log.info(
             "Round %d merge: %d/%d branch(es) successful, overall quality %.3f, success rate %.3f; "
             "failed %s, cancelled %s",
