@@ -80,7 +80,7 @@ class OrchestraBaseOperator(BaseOperator):
         ``cancelled`` for a branch still running or waiting. Skipped instances are no
         branches."""
         from airflow_provider_orchestra import runtime
-        from airflow_provider_orchestra.sensors.branch_states import (
+        from airflow_provider_orchestra.branch_states import (
             RoundPlan,
             branch_state,
             fetch_task_states,
@@ -143,7 +143,7 @@ class OrchestraBaseOperator(BaseOperator):
     def earlier_successes(self, context: Context, before_round: int) -> dict[str, tuple[str, int | None]]:
         """Branch id -> (task id, map index) of its latest successful instance in rounds
         before ``before_round``."""
-        from airflow_provider_orchestra.sensors.branch_states import (
+        from airflow_provider_orchestra.branch_states import (
             RoundPlan,
             branch_state,
             fetch_task_states,

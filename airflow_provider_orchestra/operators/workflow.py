@@ -314,7 +314,7 @@ class OrchestraTimeoutRecoveryOperator(OrchestraBaseOperator, BaseBranchOperator
     ui_color = "#fad2cf"
 
     def choose_branch(self, context: Context) -> str:
-        from airflow_provider_orchestra.sensors.branch_states import fetch_task_states
+        from airflow_provider_orchestra.branch_states import fetch_task_states
 
         rl = self.round_layout
         ti = context["ti"]

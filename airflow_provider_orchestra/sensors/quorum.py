@@ -34,7 +34,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from pydantic import ValidationError
 
 from airflow_provider_orchestra.core.models import SyncDecision, SyncPolicy
-from airflow_provider_orchestra.sensors.branch_states import (
+from airflow_provider_orchestra.branch_states import (
     RoundObservation,
     RoundPlan,
     observe_round,

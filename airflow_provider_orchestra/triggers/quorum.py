@@ -15,7 +15,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_orchestra.sensors.branch_states import (
+from airflow_provider_orchestra.branch_states import (
     RoundPlan,
     TaskStatesReader,
     observe_round,

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_orchestra.core.models import SyncPolicy
-from airflow_provider_orchestra.sensors.branch_states import (
+from airflow_provider_orchestra.branch_states import (
     RoundPlan,
     decide,
     fetch_task_states,
@@ -210,3 +210,22 @@ def test_an_earlier_success_stands_when_its_revision_rerun_fails():
     running = parse_task_states({**answer, f"{BETA}_0": "running"}, [ALPHA, BETA])
     waiting = decide(plan(FOUR, succeeded_before=["b3"]), running, T0)
     assert waiting.decision.remaining_branches == ["b3"]
+
+
+def test_the_state_reader_sits_where_neither_operators_nor_sensors_import_the_other():
+    """The trigger (loaded by the triggerer) and the operators share the reader without
+    loading each other's package, and the reader itself loads neither Airflow nor LangGraph."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import airflow_provider_orchestra.branch_states\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'airflow', 'langgraph'}))\n"
+        "import airflow_provider_orchestra.triggers.quorum\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('airflow_provider_orchestra.sensors', 'airflow_provider_orchestra.operators'))))\n"
+        "import airflow_provider_orchestra.operators.base\n"
+        "print(sorted(m for m in sys.modules if m.startswith('airflow_provider_orchestra.sensors')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["[]", "[]", "[]"], out.stdout

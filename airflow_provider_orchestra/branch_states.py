@@ -1,10 +1,12 @@
-"""What the quorum sensor and its trigger observe: the states of a round's mapped
-specialist instances, read through the Task SDK and turned into the sets that
+"""What the quorum sensor, its trigger and the operators observe: the states of a round's
+mapped specialist instances, read through the Task SDK and turned into the sets that
 ``core.sync.evaluate_sync`` decides on.
 
 This module holds no policy. It imports neither Airflow nor LangGraph: the state reader is
 passed in (``RuntimeTaskInstance.get_task_states`` in a worker or in the triggerer, a plain
-function in tests), so the sensor and the trigger share one code path.
+function in tests), so the sensor and the trigger share one code path. It sits outside
+``sensors/`` and ``operators/`` so that each of them, and the triggerer, reads it without
+loading the other's package.
 """
 
 from __future__ import annotations
