@@ -10,6 +10,7 @@ from airflow_provider_orchestra.core.models import (
     CategorySynthesis,
     MergeReport,
 )
+from airflow_provider_orchestra.core.outcomes import outcomes
 
 QUALITY_WEIGHT = 0.7
 TIME_WEIGHT = 0.3
@@ -79,19 +80,20 @@ def merge_results(results: Iterable[BranchResult], allocated: int, round: int = 
     - integration_confidence = overall_quality * success_rate
     """
     final = latest_results(results)
+    ended = outcomes(final)
     ok = [r for r in final if r.status == "success"]
-    not_ok = [r for r in final if r.status != "success"]
     categories = {c: merge_category(c, [r for r in ok if r.category == c]) for c in CATEGORIES}
     with_data = [s.quality_score for s in categories.values() if s.sources_count]
     overall = sum(with_data) / len(with_data) if with_data else 0.0
     success_rate = len(ok) / allocated if allocated else 0.0
     return MergeReport(
         categories=categories,
-        successful_branches=len(ok),
-        failed_branches=len(not_ok),
+        successful_branches=len(ended.succeeded),
+        failed_branches=len(ended.failed),
+        cancelled_branches=len(ended.cancelled),
         allocated_branches=allocated,
-        failed_branch_ids=sorted(r.branch_id for r in not_ok if r.status != "cancelled"),
-        cancelled_branch_ids=sorted(r.branch_id for r in not_ok if r.status == "cancelled"),
+        failed_branch_ids=ended.failed,
+        cancelled_branch_ids=ended.cancelled,
         overall_quality=overall,
         integration_confidence=overall * success_rate,
         success_rate=success_rate,

@@ -63,10 +63,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
 
 
+class _ConfigModel(_Model):
+    """A part of the user's config: a number must be finite (``.inf`` or ``nan`` in a
+    timeout, tolerance or bound would pass every range check and fail deep in a run)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
 # --------------------------------------------------------------------------- config
 
 
-class SourceRef(_Model):
+class SourceRef(_ConfigModel):
     """Where a batch's rows live. Files are resolved under the configured data roots;
     Postgres tables are reached through a named connection (an Airflow connection id, or
     ``ORCHESTRA_CONN_<ID>`` / ``AIRFLOW_CONN_<ID>`` in the environment), never a URL with
@@ -88,7 +95,7 @@ class SourceRef(_Model):
         return self
 
 
-class ColumnRule(_Model):
+class ColumnRule(_ConfigModel):
     """One validation rule on one column (used by the validation specialists)."""
 
     column: str
@@ -99,7 +106,7 @@ class ColumnRule(_Model):
     allowed: list[str | int | float] | None = None
 
 
-class IngestionOptions(_Model):
+class IngestionOptions(_ConfigModel):
     """Incremental read: JSONL files by byte offset, Postgres tables by a watermark column."""
 
     watermark_column: str | None = None
@@ -107,13 +114,13 @@ class IngestionOptions(_Model):
     late_tolerance_seconds: float = Field(default=3600.0, ge=0)
 
 
-class ValidationOptions(_Model):
+class ValidationOptions(_ConfigModel):
     rules: list[ColumnRule] = Field(default_factory=list)
     anomaly_columns: list[str] = Field(default_factory=list)
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
 
 
-class TransformationOptions(_Model):
+class TransformationOptions(_ConfigModel):
     rename: dict[str, str] = Field(default_factory=dict)
     cast: dict[str, str] = Field(default_factory=dict)
     derive: dict[str, str] = Field(
@@ -123,20 +130,20 @@ class TransformationOptions(_Model):
     partition_date_column: str | None = None
 
 
-class Metric(_Model):
+class Metric(_ConfigModel):
     column: str
     fn: Literal["sum", "mean", "min", "max", "count", "count_distinct"]
     name: str | None = None
 
 
-class AggregationOptions(_Model):
+class AggregationOptions(_ConfigModel):
     group_by: list[str] = Field(default_factory=list)
     metrics: list[Metric] = Field(default_factory=list)
     sink_table: str | None = None
     sink_conn_id: str | None = None
 
 
-class BatchSpec(_Model):
+class BatchSpec(_ConfigModel):
     """One entry of the data batch queue: a unit of work that becomes one branch."""
 
     batch_id: Identifier
@@ -152,7 +159,7 @@ class BatchSpec(_Model):
     aggregation: AggregationOptions = Field(default_factory=AggregationOptions)
 
 
-class SyncPolicy(_Model):
+class SyncPolicy(_ConfigModel):
     """Quorum rules of the sync point. Timeouts count from the start of the round."""
 
     quorum: float = Field(default=0.75, gt=0.0, le=1.0)
@@ -169,7 +176,7 @@ class SyncPolicy(_Model):
         return self
 
 
-class QualityGatePolicy(_Model):
+class QualityGatePolicy(_ConfigModel):
     """Thresholds of the quality gate (see core.quality_gate.decide)."""
 
     approve_quality: Fraction = 0.8
@@ -183,7 +190,7 @@ class QualityGatePolicy(_Model):
         return self
 
 
-class StorageConfig(_Model):
+class StorageConfig(_ConfigModel):
     """File roots. Sources must resolve under one of ``data_roots``; every output is
     written under ``output_root``. Relative paths are relative to the process's cwd."""
 
@@ -192,12 +199,19 @@ class StorageConfig(_Model):
     sink_conn_id: str | None = None
 
 
-class WorkflowConfig(_Model):
+class WorkflowConfig(_ConfigModel):
     """What a user writes (CLI file, DAG run conf, Params form): validated at the door."""
 
     workflow_id: Identifier = "orchestra"
     batches: list[BatchSpec] = Field(min_length=1)
-    sync_points: dict[Identifier, list[Identifier]] = Field(default_factory=dict)
+    sync_points: dict[Identifier, list[Identifier]] = Field(
+        default_factory=dict,
+        description=(
+            "named sets of batch ids, waited for in the order branch_dependencies imply; batches "
+            "no sync point names form a final sync point 'remaining_branches' (none declared: "
+            "one sync point 'all_branches' over every batch)"
+        ),
+    )
     branch_dependencies: dict[Identifier, list[Identifier]] = Field(default_factory=dict)
     sync: SyncPolicy = Field(default_factory=SyncPolicy)
     quality: QualityGatePolicy = Field(default_factory=QualityGatePolicy)
@@ -219,9 +233,15 @@ class WorkflowConfig(_Model):
     @model_validator(mode="after")
     def _check_references(self) -> WorkflowConfig:
         from airflow_provider_orchestra.core.dependencies import topological_order
+        from airflow_provider_orchestra.core.sync import RESERVED_SYNC_POINTS, order_sync_points
 
-        known = {b.batch_id for b in self.batches}
+        batch_ids = [b.batch_id for b in self.batches]
+        known = set(batch_ids)
         for name, members in self.sync_points.items():
+            if name in RESERVED_SYNC_POINTS:
+                raise ValueError(
+                    f"sync point name {name!r} is reserved for an implicit sync point; choose another name"
+                )
             unknown = sorted(set(members) - known)
             if unknown:
                 raise ValueError(f"sync point {name!r} names unknown branch(es) {unknown}")
@@ -230,6 +250,9 @@ class WorkflowConfig(_Model):
             if unknown:
                 raise ValueError(f"branch_dependencies names unknown branch(es) {unknown}")
         topological_order(known, self.branch_dependencies)  # raises on a cycle
+        # Batches no sync point names are synchronised last (see core.sync); the sync
+        # points must have an order, checked here rather than mid-run.
+        order_sync_points(self.sync_points, self.branch_dependencies, batch_ids)
         return self
 
     def batch(self, batch_id: str) -> BatchSpec:
@@ -403,9 +426,13 @@ class CategorySynthesis(_Model):
 
 
 class MergeReport(_Model):
+    """Counts and ids follow core.outcomes: each branch's final result is counted once, as
+    successful, failed or cancelled."""
+
     categories: dict[Category, CategorySynthesis]
     successful_branches: int
     failed_branches: int
+    cancelled_branches: int = 0
     allocated_branches: int
     failed_branch_ids: list[str] = Field(default_factory=list)
     cancelled_branch_ids: list[str] = Field(default_factory=list)

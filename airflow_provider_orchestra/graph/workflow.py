@@ -78,6 +78,7 @@ from airflow_provider_orchestra.core.models import (
     parse_config,
     utcnow,
 )
+from airflow_provider_orchestra.core.outcomes import outcomes
 from airflow_provider_orchestra.core.sync import evaluate_sync
 from airflow_provider_orchestra.graph import routes
 from airflow_provider_orchestra.graph.checkpointing import open_checkpointer, restricted
@@ -459,7 +460,7 @@ class _WorkflowNodes:
             policy=cfg.sync,
         )
         latest = {r.branch_id: r for r in merging.latest_results(state.branch_results)}
-        cancelled = sorted(b for b, s in this_round.items() if s == "cancelled")
+        ended = outcomes(r for r in state.branch_results if r.round == state.round)
         return {
             "sync": decision,
             "completed_processing_branches": latest,
@@ -473,8 +474,8 @@ class _WorkflowNodes:
                     status=decision.status,
                     next_action=decision.next_action,
                     elapsed_seconds=decision.elapsed_seconds,
-                    cancelled_branches=cancelled,
-                    failed_branches=sorted(b for b, s in this_round.items() if s == "failed"),
+                    cancelled_branches=ended.cancelled,
+                    failed_branches=ended.failed,
                     watcher_action=watcher.next_action if watcher else None,
                 ),
             ],

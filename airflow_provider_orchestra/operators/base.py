@@ -202,7 +202,7 @@ class OrchestraBaseOperator(BaseOperator):
                     {
                         "event": "synchronization_checkpoint",
                         "round": r,
-                        **_pick(sync, ("status", "next_action", "progress", "failed_branches", "remaining_branches")),
+                        **_pick(sync, ("sync_point", "status", "next_action", "progress", "failed_branches", "remaining_branches")),
                         **_timestamp(sync),
                     }
                 )

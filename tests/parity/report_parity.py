@@ -143,6 +143,7 @@ def report_view(report: FinalReport, output_root: Path) -> dict[str, Any]:
             for key in (
                 "successful_branches",
                 "failed_branches",
+                "cancelled_branches",
                 "allocated_branches",
                 "failed_branch_ids",
                 "cancelled_branch_ids",

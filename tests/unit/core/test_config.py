@@ -1,8 +1,11 @@
 import json
+import math
 import subprocess
 import sys
+import typing
 
 import pytest
+from pydantic import BaseModel
 
 from airflow_provider_orchestra.core.errors import ConfigError
 from airflow_provider_orchestra.core.models import WorkflowConfig, parse_config
@@ -90,3 +93,91 @@ def test_core_imports_neither_airflow_nor_langgraph():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _float_paths(model: type[BaseModel], prefix: tuple = ()) -> list[tuple]:
+    """Every float field reachable from ``model`` (list items at index 0)."""
+
+    def walk(annotation, path):
+        if annotation is float:
+            yield path
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _float_paths(annotation, path)
+        else:
+            origin = typing.get_origin(annotation)
+            for arg in typing.get_args(annotation):
+                yield from walk(arg, (*path, 0) if origin is list else path)
+
+    found = []
+    for name, field in model.model_fields.items():
+        found += walk(field.annotation, (*prefix, field.alias or name))
+    return list(dict.fromkeys(found))
+
+
+def _everything() -> dict:
+    """A valid config with an element in every list whose items hold floats."""
+    return {
+        "batches": [batch(validation={"rules": [{"column": "x", "min": 0, "max": 1, "allowed": [1.5]}]})],
+    }
+
+
+def _put(data, path, value):
+    for key in path[:-1]:
+        data = data.setdefault(key, {}) if isinstance(data, dict) else data[key]
+    if isinstance(data, list):
+        data[path[-1]] = value
+    else:
+        data[path[-1]] = value
+
+
+FLOAT_PATHS = _float_paths(WorkflowConfig)
+
+
+def test_the_float_walk_finds_the_fields_a_user_sets():
+    names = {".".join(map(str, p)) for p in FLOAT_PATHS}
+    assert {
+        "batches.0.ingestion.late_tolerance_seconds",
+        "batches.0.validation.rules.0.min",
+        "batches.0.validation.rules.0.allowed.0",
+        "sync.overall_timeout_seconds",
+        "quality.approve_quality",
+    } <= names
+
+
+@pytest.mark.parametrize("path", FLOAT_PATHS, ids=lambda p: ".".join(map(str, p)))
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan], ids=["inf", "-inf", "nan"])
+def test_non_finite_numbers_are_refused_in_every_float_field(path, value):
+    data = _everything()
+    parse_config(data)  # valid as it is
+    _put(data, path, value)
+    err = fails(data)
+    where = ".".join(map(str, path))
+    assert any(f.startswith(where) for f in err.fields), (err.fields, str(err))
+
+
+def test_late_tolerance_of_infinity_from_yaml_is_refused():
+    import yaml
+
+    data = yaml.safe_load("batches:\n- {batch_id: e, type: data_ingestion, source_type: streaming,"
+                          " source: {kind: jsonl, path: e.jsonl}, ingestion: {late_tolerance_seconds: .inf}}")
+    err = fails(data)
+    assert "batches.0.ingestion.late_tolerance_seconds" in err.fields
+
+
+def test_a_sync_point_cycle_is_refused_at_validation_naming_the_branches():
+    batches = [batch(b) for b in ("a", "b", "c", "d")]
+    err = fails({"batches": batches, "sync_points": {"p": ["a", "d"], "q": ["b", "c"]},
+                 "branch_dependencies": {"b": ["a"], "d": ["c"]}})
+    assert "sync_points" in str(err) and "b depends on a" in str(err) and "d depends on c" in str(err)
+
+
+def test_a_cycle_through_the_batches_no_sync_point_names_is_refused_too():
+    batches = [batch(b) for b in ("a", "b", "c")]
+    err = fails({"batches": batches, "sync_points": {"fast": ["a"]}, "branch_dependencies": {"a": ["b"], "c": ["a"]}})
+    assert "remaining_branches" in str(err) and "a depends on b" in str(err) and "c depends on a" in str(err)
+
+
+@pytest.mark.parametrize("name", ["remaining_branches", "all_branches"])
+def test_the_implicit_sync_point_names_are_reserved(name):
+    err = fails({"batches": [batch("a")], "sync_points": {name: ["a"]}})
+    assert name in str(err) and "reserved" in str(err)

@@ -99,3 +99,18 @@ def test_a_later_success_replaces_an_earlier_failure_but_not_the_reverse():
     assert latest_results([r2, r1])[0].round == 2
     assert latest_results([r1, r2, r3])[0].round == 2
     assert merge_results([r1, r2], allocated=1).success_rate == 1.0
+
+
+def test_failed_and_cancelled_branches_are_counted_as_they_are_named():
+    """One definition (core.outcomes): the counts match the named ids, and every branch's
+    final result is counted exactly once."""
+    results = [
+        result("a", "ingestion", 0.9, 1),
+        result("b", "validation", status="failed"),
+        result("c", "transformation", status="cancelled"),
+        result("d", "aggregation", status="cancelled"),
+    ]
+    report = merge_results(results, allocated=4)
+    assert report.failed_branch_ids == ["b"] and report.failed_branches == 1
+    assert report.cancelled_branch_ids == ["c", "d"] and report.cancelled_branches == 2
+    assert report.successful_branches + report.failed_branches + report.cancelled_branches == 4

@@ -87,3 +87,34 @@ def test_a_later_sync_point_below_quorum_holds_a_conditional_proceed():
 def test_cyclic_sync_point_order_is_refused():
     with pytest.raises(CyclicDependencyError):
         order_sync_points({"x": ["a"], "y": ["b"]}, {"a": ["b"], "b": ["a"]}, ["a", "b"])
+
+
+def test_branches_outside_the_named_sync_points_form_an_implicit_final_one():
+    assert order_sync_points({"fast": ["a"]}, {}, BRANCHES) == [("fast", ["a"]), ("remaining_branches", ["b", "c", "d"])]
+    # The fast one alone is not enough: the others are waited for, not cancelled.
+    d = decide({"a"}, sync_points={"fast": ["a"]}, elapsed=1)
+    assert (d.sync_point, d.next_action) == ("remaining_branches", "continue_waiting")
+    assert d.remaining_branches == ["b", "c", "d"]
+    d = decide(set(BRANCHES), sync_points={"fast": ["a"]}, elapsed=1)
+    assert d.next_action == "proceed_to_data_merge"
+
+
+def test_an_empty_sync_point_leaves_every_batch_to_the_final_one():
+    assert order_sync_points({"empty": []}, {}, BRANCHES) == [("empty", []), ("remaining_branches", BRANCHES)]
+    d = decide({"a"}, sync_points={"empty": []}, elapsed=1)
+    assert (d.sync_point, d.progress, d.next_action) == ("remaining_branches", 0.25, "continue_waiting")
+
+
+def test_the_implicit_sync_point_follows_dependencies_like_a_named_one():
+    # "a" (named) needs "b" (left out): the left-out batches are synchronised first.
+    points = order_sync_points({"late": ["a"]}, {"a": ["b"]}, BRANCHES)
+    assert points == [("remaining_branches", ["b", "c", "d"]), ("late", ["a"])]
+
+
+def test_a_sync_point_cycle_is_named_in_branch_terms():
+    with pytest.raises(CyclicDependencyError) as info:
+        order_sync_points({"p": ["a", "d"], "q": ["b", "c"]}, {"b": ["a"], "d": ["c"]}, BRANCHES)
+    message = str(info.value)
+    assert "sync_points" in message
+    assert "'q' waits for 'p' (b depends on a)" in message
+    assert "'p' waits for 'q' (d depends on c)" in message
