@@ -374,9 +374,16 @@ class OutputDescriptor(_Model):
 
 
 class BranchMetrics(_Model):
+    """What a branch did with its input. Every row is counted: ``rows_in`` rows were read
+    to their end; each of them is in an output (``rows_out``; for an aggregation, the
+    groups it wrote) or quarantined with a reason (``rows_rejected``). ``rows_pending``
+    rows were seen but are not complete yet (a streaming file's half-written last line):
+    the next run reads them."""
+
     rows_in: int = Field(default=0, ge=0)
     rows_out: int = Field(default=0, ge=0)
     rows_rejected: int = Field(default=0, ge=0)
+    rows_pending: int = Field(default=0, ge=0)
     record_batches: int = Field(default=0, ge=0)
     execution_seconds: float | None = Field(default=None, ge=0)
     throughput_rows_per_second: float = Field(default=0.0, ge=0)

@@ -91,6 +91,7 @@ class Attempt:
     rows_in: int = 0
     rows_out: int = 0
     rows_rejected: int = 0
+    rows_pending: int = 0
     record_batches: int = 0
     quality: float | None = None
     outputs: list[OutputDescriptor] = field(default_factory=list)
@@ -228,6 +229,7 @@ class Specialist:
                 rows_in=attempt.rows_in,
                 rows_out=attempt.rows_out,
                 rows_rejected=attempt.rows_rejected,
+                rows_pending=attempt.rows_pending,
                 record_batches=attempt.record_batches or meter.batches,
                 quality=attempt.quality,
                 outputs=[o.model_dump(mode="json") for o in outputs],
@@ -349,6 +351,7 @@ class Specialist:
                 rows_in=chosen["rows_in"],
                 rows_out=chosen["rows_out"],
                 rows_rejected=chosen["rows_rejected"],
+                rows_pending=chosen.get("rows_pending", 0),
                 record_batches=chosen["record_batches"],
                 execution_seconds=state.get("seconds", 0.0),
                 throughput_rows_per_second=(chosen["rows_in"] / act_seconds) if act_seconds > 0 else 0.0,

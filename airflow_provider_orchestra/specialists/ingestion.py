@@ -21,8 +21,14 @@ after the block they came from.
 Strategies: ``strict`` keeps the column types of the first run (or of the first block
 read) and quarantines lines that do not fit them; ``lenient`` also recovers those lines,
 reading each value that does not convert as null (counted in ``details.nulled_values``).
-Lines that are not JSON objects stay quarantined (JSONL, role ``quarantine``) either way.
-Quality is the share of lines read that became records.
+Lines that are not JSON objects (or not UTF-8) stay quarantined (JSONL, role
+``quarantine``) either way. Quality is the share of lines read that became records.
+
+The file is followed as it grows: a last line without its newline may still be being
+written, so it is not read but reported pending (``metrics.rows_pending``,
+``details.pending_lines``); the position stays before it and the next run reads it.
+Every line read ends counted: ``rows_in`` = ``rows_out`` (on-time and late records) +
+``rows_rejected``.
 """
 
 from __future__ import annotations
@@ -219,8 +225,10 @@ class StreamingIngestionSpecialist(Specialist):
         ref = task.batch.source
         position = decode_position(plan["start"]) if plan["start"] is not None else None
         if ref.kind == "jsonl":
+            # A tail read: the file may be being written, so a last line without its
+            # newline waits (reported pending) for the run after the writer finished it.
             return open_task_source(
-                task, ctx.connections, start_offset=position, expected_columns=plan.get("schema") or None
+                task, ctx.connections, start_offset=position, expected_columns=plan.get("schema") or None, tail=True
             )
         return open_task_source(
             task,
@@ -353,6 +361,7 @@ class StreamingIngestionSpecialist(Specialist):
                 rows_out = main.rows
             else:  # nothing new and no schema known yet
                 rows_out = sum(b.num_rows for b in records())
+            rows_out += late_writer.rows  # late records are output too, in their own file
             late_output = late_writer.close()
         finally:
             late_writer.abort()
@@ -385,6 +394,8 @@ class StreamingIngestionSpecialist(Specialist):
             "recovered_records": counts["recovered"],
             "nulled_values": counts["nulled"],
             "quarantined_lines": len(rejected),
+            "pending_lines": source.pending_rows,
+            "pending_bytes": source.pending_bytes,
             "_commit": {
                 "position": None if end is None else encode_position(end),
                 "event_watermark_us": after_us,
@@ -395,6 +406,7 @@ class StreamingIngestionSpecialist(Specialist):
             rows_in=lines_in,
             rows_out=rows_out,
             rows_rejected=len(rejected),
+            rows_pending=source.pending_rows,
             record_batches=meter.batches,
             quality=(kept / lines_in) if lines_in else 1.0,
             outputs=outputs,

@@ -90,6 +90,10 @@ def type_name(data_type: pa.DataType) -> str:
     return str(data_type)
 
 
+INVALID_UTF8_REASON = "invalid UTF-8"
+"""Prefix of the reason of a line or row whose text is not valid UTF-8: it is rejected,
+never copied into a string column."""
+
 MISFIT_REASON = "does not fit the schema"
 """Prefix of the reason of a line that parsed but whose values do not fit the columns
 (as opposed to a line that is not valid JSON/CSV at all)."""

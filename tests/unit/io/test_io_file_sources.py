@@ -109,18 +109,41 @@ def test_jsonl_incremental_read_gets_only_appended_lines(data_root: Path, roots:
     assert nothing_new.end_offset == second.end_offset
 
 
-def test_jsonl_partial_trailing_line_waits_for_its_newline(data_root: Path, roots: list[str]):
+def test_jsonl_tail_holds_back_a_partial_last_line_and_reports_it_pending(data_root: Path, roots: list[str]):
     path = data_root / "events.jsonl"
     complete = event_line(3)
     write_events(path, range(3), tail=complete[:12])  # a writer is half way through line 4
-    first = open_source(_ref("jsonl", "events.jsonl"), roots=roots, batch_rows=100)
+    first = open_source(_ref("jsonl", "events.jsonl"), roots=roots, batch_rows=100, tail=True)
     assert first.read_all().column("event_id").to_pylist() == [0, 1, 2]
     assert first.rejected == []
+    assert (first.pending_rows, first.pending_bytes) == (1, 12)
     assert first.end_offset == path.stat().st_size - 12
 
     append_text(path, complete[12:] + "\n")
-    second = open_source(_ref("jsonl", "events.jsonl"), roots=roots, batch_rows=100, start_offset=first.end_offset)
+    second = open_source(
+        _ref("jsonl", "events.jsonl"), roots=roots, batch_rows=100, start_offset=first.end_offset, tail=True
+    )
     assert second.read_all().column("event_id").to_pylist() == [3]
+    assert second.pending_rows == 0
+
+
+def test_jsonl_batch_read_reads_the_last_record_without_a_newline(data_root: Path, roots: list[str]):
+    (data_root / "three.jsonl").write_text("\n".join(event_line(i) for i in range(3)))
+    source = open_source(_ref("jsonl", "three.jsonl"), roots=roots, batch_rows=2)
+    assert source.read_all().column("event_id").to_pylist() == [0, 1, 2]
+    assert (source.rejected, source.pending_rows) == ([], 0)
+    assert source.end_offset == (data_root / "three.jsonl").stat().st_size
+
+    # One line longer than a read block and no newline at all: one record, not none.
+    long_line = '{"event_id": 7, "note": "' + "x" * 300_000 + '"}'
+    (data_root / "long.jsonl").write_text(long_line)
+    long = open_source(_ref("jsonl", "long.jsonl"), roots=roots, batch_rows=10)
+    assert long.read_all().column("event_id").to_pylist() == [7]
+    tail = open_source(_ref("jsonl", "long.jsonl"), roots=roots, batch_rows=10, tail=True)
+    assert (tail.read_all().num_rows, tail.pending_rows, tail.end_offset) == (0, 1, 0)
+
+    batch = BatchSpec(batch_id="three", type="data_ingestion", source=_ref("jsonl", "three.jsonl"))
+    assert describe_source(batch, roots=roots).rows == 3
 
 
 def test_jsonl_malformed_lines_are_quarantined_with_reason(data_root: Path, roots: list[str]):
@@ -245,7 +268,7 @@ def test_jsonl_many_misfits_and_invalid_utf8_are_isolated(data_root: Path, roots
     rejected = {r.line: r for r in source.rejected}
     assert set(rejected) == misfit_lines | {501}
     assert all(rejected[n].reason.startswith("does not fit the schema") for n in misfit_lines)
-    assert rejected[501].reason.startswith("invalid JSON")
+    assert rejected[501].reason.startswith("invalid UTF-8")
     assert table.num_rows == 2_000 - len(rejected)
     kept = set(table.column("event_id").to_pylist())
     assert kept == set(range(2_000)) - {n - 1 for n in rejected}
@@ -278,3 +301,44 @@ def test_streaming_memory_is_bounded_by_batch_size(kind: str, data_root: Path, r
         del batch
     assert total == rows
     assert peak < whole_bytes / 4, (peak, whole_bytes)
+
+
+def test_jsonl_lines_that_are_not_utf8_are_rejected_and_what_is_read_validates(data_root: Path, roots: list[str]):
+    # Every line is a well-formed object of the same shape: only the bytes are wrong.
+    lines = [b'{"id": %d, "group": "g%d"}' % (i, i % 3) for i in range(6)]
+    lines[2] = b'{"id": 2, "group": "caf\xe9"}'  # Latin-1, not UTF-8
+    (data_root / "latin.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    source = open_source(_ref("jsonl", "latin.jsonl"), roots=roots, batch_rows=10)
+    table = source.read_all()
+    table.validate(full=True)
+    assert table.column("id").to_pylist() == [0, 1, 3, 4, 5]
+    assert [(r.line, r.reason) for r in source.rejected] == [(3, "invalid UTF-8 at byte 23 of the line")]
+
+
+@pytest.mark.parametrize("where", ["first block", "later block"])
+def test_csv_rows_that_are_not_utf8_are_rejected_and_columns_stay_text(where: str, data_root: Path, roots: list[str]):
+    rows = [b"%d,g%d" % (i, i % 3) for i in range(40_000)]
+    bad = 1 if where == "first block" else 39_000
+    rows[bad] = b"%d,caf\xe9" % bad
+    (data_root / "latin.csv").write_bytes(b"id,group\n" + b"\n".join(rows) + b"\n")
+    source = open_source(_ref("csv", "latin.csv"), roots=roots, batch_rows=4_096)
+    assert source.schema.field("group").type == pa.string()
+    table = source.read_all()
+    table.validate(full=True)
+    assert table.num_rows == 39_999
+    assert bad not in set(table.column("id").to_pylist())
+    [rejected] = source.rejected
+    assert rejected.reason == f"invalid UTF-8: data row {bad + 1}: column 'group'"
+    assert rejected.raw == f"{bad},caf\ufffd"
+
+
+def test_parquet_strings_that_are_not_utf8_are_rejected(data_root: Path, roots: list[str]):
+    values = [b"a", b"caf\xe9", b"c"]
+    offsets = pa.array([0, 1, 5, 6], pa.int32()).buffers()[1]
+    broken = pa.Array.from_buffers(pa.string(), 3, [None, offsets, pa.py_buffer(b"".join(values))])
+    pq.write_table(pa.table({"id": [1, 2, 3], "name": broken}), data_root / "latin.parquet")
+    source = open_source(_ref("parquet", "latin.parquet"), roots=roots, batch_rows=10)
+    table = source.read_all()
+    table.validate(full=True)
+    assert table.column("id").to_pylist() == [1, 3]
+    assert [r.reason for r in source.rejected] == ["invalid UTF-8: data row 2: column 'name'"]

@@ -62,7 +62,8 @@ def test_first_read_splits_late_events_and_quarantines_malformed_lines(tmp_path,
     assert result.status == "success", result.error
     assert result.category == "ingestion"
     m = result.metrics
-    assert (m.rows_in, m.rows_out, m.rows_rejected) == (9, len(on_time), 1)
+    # Late records are output too (their own file): every line read is counted once.
+    assert (m.rows_in, m.rows_out, m.rows_rejected) == (9, len(on_time) + len(late), 1)
     assert m.quality == pytest.approx(8 / 9)
     assert m.record_batches == 3  # 8 records in batches of 3
     assert m.iterations == 1
@@ -90,7 +91,7 @@ def test_second_run_reads_only_new_records_and_judges_them_against_the_stored_wa
 
     second = run_specialist_directly(make_task(tmp_path, batch(), run_id="run-2"))
     assert second.status == "success", second.error
-    assert (second.metrics.rows_in, second.metrics.rows_out) == (3, len(on_time))
+    assert (second.metrics.rows_in, second.metrics.rows_out) == (3, len(on_time) + len(late))
     assert read_parquet(output(second)).column("id").to_pylist() == on_time
     assert read_parquet(output(second, "late_events")).column("id").to_pylist() == late
     # The first run's output is untouched.
@@ -107,6 +108,27 @@ def test_second_run_reads_only_new_records_and_judges_them_against_the_stored_wa
     assert third.status == "success", third.error
     assert (third.metrics.rows_in, third.metrics.rows_out, third.metrics.quality) == (0, 0, 1.0)
     assert read_parquet(output(third)).column_names == ["id", "ts", "value"]
+
+
+def test_a_half_written_last_line_is_reported_pending_and_read_by_the_next_run(tmp_path, data_dir):
+    path = data_dir / "events.jsonl"
+    write_jsonl(path, FIRST[:3])
+    half = '{"id": 4, "ts": "2024-01-01T05:30'
+    with path.open("a") as fh:
+        fh.write(half)
+
+    first = run_specialist_directly(make_task(tmp_path, batch(), run_id="run-1"))
+    assert first.status == "success", first.error
+    m = first.metrics
+    assert (m.rows_in, m.rows_out, m.rows_rejected, m.rows_pending) == (3, 3, 0, 1)
+    assert (first.details["pending_lines"], first.details["pending_bytes"]) == (1, len(half))
+    assert read_parquet(output(first)).column("id").to_pylist() == [1, 2, 3]
+
+    with path.open("a") as fh:
+        fh.write(':00", "value": 6.0}\n')
+    second = run_specialist_directly(make_task(tmp_path, batch(), run_id="run-2"))
+    assert (second.metrics.rows_in, second.metrics.rows_pending) == (1, 0)
+    assert read_parquet(output(second)).column("id").to_pylist() == [4]
 
 
 def test_lenient_parsing_recovers_lines_that_do_not_fit_the_schema(tmp_path, data_dir):

@@ -45,11 +45,14 @@ def open_source(
     watermark: Any = None,
     watermark_column: str | None = None,
     expected_columns: ExpectedColumns = None,
+    tail: bool = False,
 ) -> RecordBatchSource:
     """Open a source for streaming. Files must resolve under ``roots``.
 
     ``expected_columns`` (names, or name -> type) makes a wrong schema a SourceError
-    and, where types are given, pins those column types.
+    and, where types are given, pins those column types. ``tail`` follows a JSONL file
+    that is still being written: a last line without its newline is held back as
+    pending instead of read.
     """
     if ref.kind == "postgres":
         resolver = connections or ConnectionResolver()
@@ -68,7 +71,7 @@ def open_source(
     if ref.kind == "parquet":
         return ParquetSource(path, batch_rows, expected_columns)
     if ref.kind == "jsonl":
-        return JsonlSource(path, batch_rows, start_offset, expected_columns)
+        return JsonlSource(path, batch_rows, start_offset, expected_columns, tail=tail)
     raise SourceError(f"unsupported source kind {ref.kind!r}")
 
 

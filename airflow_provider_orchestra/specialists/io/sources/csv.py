@@ -22,6 +22,9 @@ from airflow_provider_orchestra.specialists.io.sources.base import (
     FileSource,
     block_bytes,
     check_file,
+    failing_positions,
+    invalid_utf8_reasons,
+    row_value,
 )
 from airflow_provider_orchestra.specialists.io.types import (
     MISFIT_REASON,
@@ -35,41 +38,21 @@ from airflow_provider_orchestra.specialists.io.types import (
 log = logging.getLogger(__name__)
 
 
-def _failing_positions(values: pa.Array, target: pa.DataType, base: int = 0, fanout: int = 8) -> Iterator[int]:
-    """Positions of the values that cannot be cast to ``target`` (split-and-retry)."""
-    try:
-        pc.cast(values, target)
-        return
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        if len(values) == 1:
-            yield base
-            return
-    step = -(-len(values) // fanout)
-    for begin in range(0, len(values), step):
-        yield from _failing_positions(values.slice(begin, step), target, base + begin, fanout)
-
-
-def _cast_isolating(batch: pa.RecordBatch, schema: pa.Schema) -> tuple[pa.RecordBatch, list[tuple[int, str]]]:
-    """Cast a text batch to ``schema``; rows with a value that does not convert are left
-    out and returned as (row index, reason)."""
+def _misfits(batch: pa.RecordBatch, schema: pa.Schema, rows_before: int) -> dict[int, str]:
+    """Row index -> reason, for the rows of a text batch holding a value that does not
+    convert to its column's type in ``schema``."""
     reasons: dict[int, str] = {}
     for field in schema:
         column = batch.column(field.name)
         if column.type == field.type:
             continue
-        for position in _failing_positions(column, field.type):
-            value = column[position].as_py()
-            reasons.setdefault(position, f"column {field.name!r}: cannot convert {value!r} to {field.type}")
-    if reasons:
-        rows = pa.array(range(batch.num_rows), pa.int64())
-        batch = batch.filter(pc.invert(pc.is_in(rows, pa.array(sorted(reasons), pa.int64()))))
-    return batch.select(schema.names).cast(schema), sorted(reasons.items())
-
-
-def _row_text(batch: pa.RecordBatch, index: int) -> str:
-    """A CSV-like rendering of one row of a text batch (for the quarantine file)."""
-    values = ["" if v is None else str(v) for v in batch.slice(index, 1).to_pylist()[0].values()]
-    return ",".join(values)
+        for index in failing_positions(column, field.type):
+            reasons.setdefault(
+                index,
+                f"{MISFIT_REASON}: data row {rows_before + index + 1}: column {field.name!r}: "
+                f"cannot convert {row_value(column, index)!r} to {field.type}",
+            )
+    return reasons
 
 
 class CsvSource(FileSource):
@@ -109,8 +92,13 @@ class CsvSource(FileSource):
                 read_options=pacsv.ReadOptions(block_size=self._block, use_threads=False),
                 parse_options=pacsv.ParseOptions(invalid_row_handler=quarantine),
                 # An unquoted empty field is a null; a quoted "" stays an empty string.
+                # Text is read as text even where it is not UTF-8 (never as binary): the
+                # rows holding such bytes are rejected batch by batch.
                 convert_options=pacsv.ConvertOptions(
-                    column_types=column_types, strings_can_be_null=True, quoted_strings_can_be_null=False
+                    column_types=column_types,
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                    check_utf8=False,
                 ),
             )
         except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
@@ -123,7 +111,7 @@ class CsvSource(FileSource):
         else:
             self.rejected = self._pending_rejected
         where = str(self.path)
-        emitted = 0
+        read = 0
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -131,10 +119,11 @@ class CsvSource(FileSource):
                 return
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
                 log.info("%s: a value does not fit its column (%s); re-reading as text", where, exc)
-                yield from self._batches_from_text(skip=emitted)
+                yield from self._batches_from_text(skip=read)
                 return
-            emitted += batch.num_rows
-            yield conform(batch, self.schema, where)
+            good = self._reject_rows(batch, invalid_utf8_reasons(batch, read, where))
+            read += batch.num_rows
+            yield conform(good, self.schema, where)
 
     def _batches_from_text(self, skip: int) -> Iterator[pa.RecordBatch]:
         """Continue after a value failed to convert: read every column as text, cast
@@ -153,16 +142,9 @@ class CsvSource(FileSource):
                 continue
             if skip:
                 batch, row_number, skip = batch.slice(skip), row_number + skip, 0
-            good, misfits = _cast_isolating(batch, self.schema)
-            for index, reason in misfits:
-                self.rejected.append(
-                    RejectedLine(
-                        line=None,
-                        offset=None,
-                        reason=f"{MISFIT_REASON}: data row {row_number + index + 1}: {reason}",
-                        raw=_row_text(batch, index)[:RAW_LIMIT],
-                    )
-                )
+            # Text that is not UTF-8 first: such a value cannot be judged as a number either.
+            reasons = {**_misfits(batch, self.schema, row_number), **invalid_utf8_reasons(batch, row_number, where)}
+            good = self._reject_rows(batch, reasons).select(self.schema.names).cast(self.schema)
             row_number += batch.num_rows
             if good.num_rows:
                 yield conform(good, self.schema, where)

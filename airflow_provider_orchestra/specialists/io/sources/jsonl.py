@@ -24,8 +24,11 @@ from airflow_provider_orchestra.specialists.io.sources.base import (
     FileSource,
     block_bytes,
     check_file,
+    failing_positions,
+    is_utf8,
 )
 from airflow_provider_orchestra.specialists.io.types import (
+    INVALID_UTF8_REASON,
     MISFIT_REASON,
     ExpectedColumns,
     RejectedLine,
@@ -64,11 +67,13 @@ _IS_JSON_OBJECT = (
 
 
 def _classify_lines(lines: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """(good, bad) masks: good lines hold one JSON object; blank lines are neither."""
-    try:
-        text = lines.cast(pa.string())
-    except pa.ArrowInvalid:  # invalid UTF-8 somewhere: classify line by line instead
-        return _classify_lines_slowly(lines)
+    """(good, bad) masks: good lines hold one JSON object; blank lines are neither.
+    A line that is not valid UTF-8 is bad."""
+    not_utf8 = list(failing_positions(lines, pa.string()))
+    if not_utf8:
+        broken = pc.is_in(pa.array(range(len(lines)), pa.int64()), pa.array(not_utf8, pa.int64()))
+        lines = pc.if_else(broken, pa.scalar(b"", pa.binary()), lines)
+    text = lines.cast(pa.string())
     blank = pc.equal(pc.utf8_trim_whitespace(text), "")
     import duckdb
 
@@ -80,27 +85,28 @@ def _classify_lines(lines: pa.Array) -> tuple[pa.Array, pa.Array]:
     finally:
         con.close()
     valid = pc.fill_null(valid, False)
-    return pc.and_(valid, pc.invert(blank)), pc.and_(pc.invert(valid), pc.invert(blank))
-
-
-def _classify_lines_slowly(lines: pa.Array) -> tuple[pa.Array, pa.Array]:
-    good, bad = [], []
-    for raw in lines.to_pylist():
-        is_blank = not raw.strip()
-        ok = not is_blank and _json_problem(raw) is None
-        good.append(ok)
-        bad.append(not ok and not is_blank)
-    return pa.array(good, pa.bool_()), pa.array(bad, pa.bool_())
+    good, bad = pc.and_(valid, pc.invert(blank)), pc.and_(pc.invert(valid), pc.invert(blank))
+    if not_utf8:
+        bad = pc.or_(bad, broken)
+    return good, bad
 
 
 def _json_problem(raw: bytes) -> str | None:
     """Why a line is not one JSON object (None if it is)."""
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"{INVALID_UTF8_REASON} at byte {exc.start} of the line"
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
         return f"invalid JSON: {exc}"
     if not isinstance(value, dict):
         return f"not a JSON object ({type(value).__name__})"
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "invalid JSON: a \\u escape names a lone surrogate, not a character"
     return None
 
 
@@ -138,10 +144,14 @@ class JsonlSource(FileSource):
     """Append-only newline-delimited JSON, read from a byte offset.
 
     The file size is taken once when the source is opened: lines appended later wait for
-    the next read. Only complete lines (ending in a newline) are consumed, so a line
-    being written is left for next time; ``end_offset`` is where the next read starts.
+    the next read; ``end_offset`` is where the next read starts. A batch read reads every
+    record, the last one also without its newline. A ``tail`` read (streaming ingestion)
+    follows a file that is still being written: a last line without its newline may be
+    half written, so it is held back and reported (``pending_rows``, ``pending_bytes``),
+    and the next read, starting at ``end_offset``, reads it once it is complete.
     The schema comes from the first parseable block (or ``expected_columns`` types) and
-    is then held fixed: later lines whose values do not fit it are quarantined.
+    is then held fixed: later lines whose values do not fit it are quarantined, and so
+    are lines that are not valid UTF-8.
     """
 
     kind = "jsonl"
@@ -152,8 +162,11 @@ class JsonlSource(FileSource):
         batch_rows: int,
         start_offset: int | None = None,
         expected: ExpectedColumns = None,
+        *,
+        tail: bool = False,
     ) -> None:
         super().__init__(path, batch_rows)
+        self.tail = tail
         if not path.exists():
             raise SourceError(f"jsonl source {str(path)!r} does not exist")
         self._start = int(start_offset or 0)
@@ -180,7 +193,11 @@ class JsonlSource(FileSource):
     # -- reading blocks of complete lines
 
     def _blocks(self) -> Iterator[tuple[int, bytes]]:
-        """(absolute offset of the block, bytes made of complete lines)."""
+        """(absolute offset of the block, bytes made of newline-terminated lines).
+
+        A last line without a newline ends a batch read as a line of its own (given its
+        newline here); a tail read holds it back as pending."""
+        self.pending_rows = self.pending_bytes = 0
         with self.path.open("rb") as fh:
             fh.seek(self._start)
             position = self._start
@@ -204,6 +221,12 @@ class JsonlSource(FileSource):
                 yield carry_offset, buffer[: cut + 1]
                 carry = buffer[cut + 1 :]
                 carry_offset += cut + 1
+        if not carry.strip():
+            return
+        if self.tail:
+            self.pending_rows, self.pending_bytes = 1, len(carry)
+        else:
+            yield carry_offset, carry + b"\n"
 
     # -- parsing
 
@@ -224,10 +247,13 @@ class JsonlSource(FileSource):
         self, block: bytes, offset: int, first_line: int, schema: pa.Schema | None
     ) -> tuple[pa.Table | None, list[RejectedLine]]:
         options = self._parse_options(schema)
-        try:
-            return self._read(block, options), []
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            pass
+        # Arrow's JSON reader copies string bytes as they are: a block that is not valid
+        # UTF-8 takes the slow path, which rejects the lines that are not.
+        if is_utf8(block):
+            try:
+                return self._read(block, options), []
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                pass
         # Slow path, only for blocks holding a bad line. Lines are classified in bulk
         # (Arrow split + DuckDB json_valid), the good ones parsed together; lines that
         # are valid JSON but do not fit the schema are then isolated by splitting.
@@ -308,7 +334,7 @@ class JsonlSource(FileSource):
             if table is not None:
                 for batch in table.to_batches(max_chunksize=self.batch_rows):
                     yield conform(batch, self.schema, where)
-            self.end_offset = offset + len(block)
+            self.end_offset = min(offset + len(block), self._size)  # a last line's added newline
         if self.rows_read == 0 and self.rejected:
             first = self.rejected[0]
             raise SourceError(
@@ -317,10 +343,15 @@ class JsonlSource(FileSource):
             )
 
     def count_rows(self) -> int:
-        """Complete lines from the start offset (malformed ones included)."""
+        """Lines from the start offset (malformed ones included), the last one also
+        without its newline."""
         total = 0
+        unterminated = False  # text after the last newline so far
         with self.path.open("rb") as fh:
             fh.seek(self._start)
             while chunk := fh.read(MAX_BLOCK):
                 total += chunk.count(b"\n")
-        return total
+                cut = chunk.rfind(b"\n")
+                after = chunk[cut + 1 :]
+                unterminated = bool(after.strip()) or (cut < 0 and unterminated)
+        return total + int(unterminated)

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow_provider_orchestra.core.errors import SourceError
-from airflow_provider_orchestra.specialists.io.sources.base import FileSource, check_file
+from airflow_provider_orchestra.specialists.io.sources.base import FileSource, check_file, invalid_utf8_reasons
 from airflow_provider_orchestra.specialists.io.types import ExpectedColumns, check_schema, conform, normalise_expected
 
 
@@ -28,8 +28,12 @@ class ParquetSource(FileSource):
         self.schema = check_schema(self._file.schema_arrow, normalise_expected(expected), str(path))
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
+        where = str(self.path)
+        read = 0
         for batch in self._file.iter_batches(batch_size=self.batch_rows):
-            yield conform(batch, self.schema, str(self.path))
+            good = self._reject_rows(batch, invalid_utf8_reasons(batch, read, where))
+            read += batch.num_rows
+            yield conform(good, self.schema, where)
 
     def count_rows(self) -> int:
         return self._file.metadata.num_rows
