@@ -17,7 +17,6 @@ from typing import Any
 
 from airflow_provider_orchestra.core import analysis, balancing, integration, merging, quality_gate
 from airflow_provider_orchestra.core.models import (
-    SPECIALISTS,
     AnalysisResult,
     BatchDescriptor,
     BranchAllocation,
@@ -32,7 +31,7 @@ from airflow_provider_orchestra.core.models import (
     WorkflowMode,
     parse_config,
 )
-from airflow_provider_orchestra.core.routing import CATEGORY_OF
+from airflow_provider_orchestra.core.specialists import category_of, specialist_names
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +137,23 @@ def plan_tasks(
     ]
 
 
-def group_by_specialist(tasks: Iterable[BranchTask]) -> dict[SpecialistName, list[BranchTask]]:
-    """All five specialists as keys, each with its (possibly empty) list of tasks."""
-    grouped: dict[SpecialistName, list[BranchTask]] = {name: [] for name in SPECIALISTS}
+def group_by_specialist(
+    tasks: Iterable[BranchTask], specialists: Sequence[SpecialistName] | None = None
+) -> dict[SpecialistName, list[BranchTask]]:
+    """Every specialist of ``specialists`` (default: all registered) as a key, each with
+    its (possibly empty) list of tasks. A task for a specialist outside them raises
+    ConfigError naming it."""
+    from airflow_provider_orchestra.core.errors import ConfigError
+
+    names = tuple(specialists) if specialists is not None else specialist_names()
+    grouped: dict[SpecialistName, list[BranchTask]] = {name: [] for name in names}
     for t in tasks:
+        if t.specialist not in grouped:
+            raise ConfigError(
+                f"branch {t.branch_id!r} is routed to specialist {t.specialist!r}, which this workflow "
+                f"does not run; it runs {list(names)} (register the specialist where the workflow is built)",
+                ["batches"],
+            )
         grouped[t.specialist].append(t)
     return grouped
 
@@ -151,7 +163,7 @@ def failed_result(task: BranchTask, error: str, *, seconds: float | None = None,
     return BranchResult(
         branch_id=task.branch_id,
         specialist=task.specialist,
-        category=CATEGORY_OF[task.specialist],
+        category=category_of(task.specialist),
         status=status,
         round=task.round,
         metrics=BranchMetrics(execution_seconds=seconds),
@@ -179,6 +191,7 @@ def execute_branch(
 
     requirements = TaskRequirements(
         capabilities_needed=sorted(required_capabilities_for(task.specialist)),
+        specialist=task.specialist,
         description=f"{task.specialist} for branch {task.branch_id}",
         batch_size=task.record_batch_rows,
         resources=task.allocation.resources,

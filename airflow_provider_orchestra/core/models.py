@@ -36,20 +36,18 @@ Priority = Literal["high", "normal", "low"]
 WorkflowMode = Literal["parallel", "sequential", "adaptive"]
 Category = Literal["ingestion", "validation", "transformation", "aggregation"]
 CATEGORIES: tuple[Category, ...] = ("ingestion", "validation", "transformation", "aggregation")
-SpecialistName = Literal[
-    "data_ingestion_branch_alpha",
-    "data_validation_branch_beta",
-    "data_transformation_branch_gamma",
-    "data_aggregation_branch_primary",
-    "data_quality_branch_secondary",
-]
-SPECIALISTS: tuple[SpecialistName, ...] = (
+SpecialistName = Identifier
+"""A registered specialist's name (core.specialists): one of the built-in five below, or
+one a DAG author registered."""
+SPECIALISTS: tuple[str, ...] = (
     "data_ingestion_branch_alpha",
     "data_validation_branch_beta",
     "data_transformation_branch_gamma",
     "data_aggregation_branch_primary",
     "data_quality_branch_secondary",
 )
+"""The five built-in specialists of the reference design. Every registered specialist,
+these first: ``core.specialists.specialist_names()``."""
 BranchStatus = Literal["success", "failed", "cancelled", "skipped"]
 GateDecision = Literal["approved", "needs_revision", "critical_failure"]
 InterruptNode = Literal["sync_point_manager", "quality_validator"]

@@ -1,16 +1,11 @@
-"""Routing of a branch allocation to one of the five specialists."""
+"""Routing of a branch allocation to a specialist."""
 
 from __future__ import annotations
 
-from airflow_provider_orchestra.core.models import Category, Priority, SourceType, SpecialistName
+from airflow_provider_orchestra.core.models import Priority, SourceType, SpecialistName
+from airflow_provider_orchestra.core.specialists import CATEGORY_OF
 
-CATEGORY_OF: dict[SpecialistName, Category] = {
-    "data_ingestion_branch_alpha": "ingestion",
-    "data_validation_branch_beta": "validation",
-    "data_transformation_branch_gamma": "transformation",
-    "data_aggregation_branch_primary": "aggregation",
-    "data_quality_branch_secondary": "aggregation",
-}
+__all__ = ["CATEGORY_OF", "route"]
 
 
 def route(branch_type: str, source_type: SourceType, priority: Priority) -> SpecialistName:

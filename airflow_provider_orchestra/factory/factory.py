@@ -142,10 +142,10 @@ class AgentFactory:
 
     def rank(self, requirements: TaskRequirements) -> list[CandidateScore]:
         """Every template able to meet ``requirements``, best first."""
-        candidates = self.registry.candidates_for(requirements.required)
+        candidates = self.registry.candidates_for(requirements.required, requirements.specialist)
         rates = self.history.success_rates(c.agent_type for c in candidates)
         free = self.ledger.snapshot().free
-        return score_candidates(self.registry, requirements.required, rates, free)
+        return score_candidates(self.registry, requirements.required, rates, free, requirements.specialist)
 
     def generate_spec(
         self, requirements: TaskRequirements | Mapping[str, Any], context: Mapping[str, Any] | None = None

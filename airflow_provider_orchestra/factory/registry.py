@@ -56,9 +56,14 @@ class TemplateEntry:
     capabilities: frozenset[Capability]
     resources: ResourceRequest = field(default_factory=ResourceRequest)
     description: str = ""
+    specialists: frozenset[str] = frozenset()
+    """The workflow specialists (core.specialists) this template can run; empty: any."""
 
     def covers(self, required: Iterable[Capability]) -> bool:
         return frozenset(required) <= self.capabilities
+
+    def runs(self, specialist: str | None) -> bool:
+        return specialist is None or not self.specialists or specialist in self.specialists
 
 
 class TemplateRegistry:
@@ -77,9 +82,11 @@ class TemplateRegistry:
         resources: ResourceRequest | None = None,
         *,
         description: str = "",
+        specialists: Iterable[str] = (),
         replace: bool = False,
     ) -> TemplateEntry:
-        """Register ``template`` for ``agent_type``.
+        """Register ``template`` for ``agent_type``; ``specialists`` limits it to branches
+        of those workflow specialists (default: any).
 
         Registering the same template again is a no-op; a different template under a
         taken name needs ``replace=True``.
@@ -103,6 +110,7 @@ class TemplateRegistry:
             capabilities=caps,
             resources=resources if resources is not None else ResourceRequest(),
             description=description,
+            specialists=frozenset([specialists] if isinstance(specialists, str) else specialists),
         )
         with self._lock:
             existing = self._entries.get(agent_type)
@@ -146,10 +154,11 @@ class TemplateRegistry:
         with self._lock:
             return [self._entries[name] for name in sorted(self._entries)]
 
-    def candidates_for(self, required: Iterable[Capability]) -> list[TemplateEntry]:
-        """Templates whose capabilities cover every required one, by agent type."""
+    def candidates_for(self, required: Iterable[Capability], specialist: str | None = None) -> list[TemplateEntry]:
+        """Templates whose capabilities cover every required one (and that run
+        ``specialist``, when given), by agent type."""
         needed = frozenset(required)
-        return [entry for entry in self.entries() if entry.covers(needed)]
+        return [entry for entry in self.entries() if entry.covers(needed) and entry.runs(specialist)]
 
     def load_template_set(self, name: str) -> None:
         """Register a named set of templates once (see :func:`register_template_set`)."""
@@ -171,6 +180,7 @@ class TemplateRegistry:
                 "capabilities": capability_names(e.capabilities),
                 "resources": e.resources.model_dump(),
                 "description": e.description,
+                "specialists": sorted(e.specialists),
             }
             for e in self.entries()
         ]
@@ -208,11 +218,12 @@ def register_agent_template(
     resources: ResourceRequest | None = None,
     *,
     description: str = "",
+    specialists: Iterable[str] = (),
     replace: bool = False,
 ) -> TemplateEntry:
     """Register a template on :data:`default_registry`."""
     return default_registry.register_agent_template(
-        agent_type, template, capabilities, resources, description=description, replace=replace
+        agent_type, template, capabilities, resources, description=description, specialists=specialists, replace=replace
     )
 
 

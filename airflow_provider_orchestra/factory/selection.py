@@ -12,13 +12,12 @@ Ties go to the alphabetically first agent type, so every process picks the same.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from types import MappingProxyType
+from collections.abc import Iterable, Iterator, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
 from airflow_provider_orchestra.core.errors import NoSuitableAgentError
-from airflow_provider_orchestra.core.models import ResourceRequest, SpecialistName
+from airflow_provider_orchestra.core.models import ResourceRequest
 from airflow_provider_orchestra.factory.capabilities import Capability, capability_names
 from airflow_provider_orchestra.factory.history import NEVER_RUN_SUCCESS_RATE
 from airflow_provider_orchestra.factory.ledger import ResourceUsage
@@ -28,26 +27,39 @@ CAPABILITY_MATCH_WEIGHT = 0.4
 SUCCESS_RATE_WEIGHT = 0.4
 RESOURCE_EFFICIENCY_WEIGHT = 0.2
 
-SPECIALIST_CAPABILITIES: Mapping[SpecialistName, frozenset[Capability]] = MappingProxyType(
-    {
-        "data_ingestion_branch_alpha": frozenset({Capability.DATA_INGESTION}),
-        "data_validation_branch_beta": frozenset({Capability.DATA_VALIDATION}),
-        "data_transformation_branch_gamma": frozenset({Capability.DATA_TRANSFORMATION}),
-        "data_aggregation_branch_primary": frozenset({Capability.DATA_AGGREGATION}),
-        "data_quality_branch_secondary": frozenset(
-            {Capability.DATA_AGGREGATION, Capability.QUALITY_MONITORING}
-        ),
-    }
-)
-"""What each workflow branch (core.models.SPECIALISTS) asks of its agent."""
+class _RequiredCapabilities(Mapping[str, frozenset[Capability]]):
+    """specialist name -> the capabilities its branches ask of an agent (a live view of
+    core.specialists, where built-in and registered specialists declare them)."""
+
+    def __getitem__(self, name: str) -> frozenset[Capability]:
+        from airflow_provider_orchestra.core.specialists import UnknownSpecialistError, specialist_info
+
+        try:
+            return specialist_info(name).capabilities
+        except UnknownSpecialistError:
+            raise KeyError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        from airflow_provider_orchestra.core.specialists import specialist_names
+
+        return iter(specialist_names())
+
+    def __len__(self) -> int:
+        from airflow_provider_orchestra.core.specialists import specialist_names
+
+        return len(specialist_names())
+
+
+SPECIALIST_CAPABILITIES: Mapping[str, frozenset[Capability]] = _RequiredCapabilities()
+"""What each workflow branch (a registered specialist) asks of its agent."""
 
 
 def required_capabilities_for(specialist_name: str) -> frozenset[Capability]:
-    try:
-        return SPECIALIST_CAPABILITIES[specialist_name]  # type: ignore[index]
-    except KeyError:
-        known = ", ".join(SPECIALIST_CAPABILITIES)
-        raise ValueError(f"unknown specialist {specialist_name!r}; known specialists: {known}") from None
+    """The capabilities a branch of ``specialist_name`` asks for; UnknownSpecialistError
+    names the registered specialists when it is unknown."""
+    from airflow_provider_orchestra.core.specialists import specialist_info
+
+    return specialist_info(specialist_name).capabilities
 
 
 class CandidateScore(BaseModel):
@@ -88,16 +100,18 @@ def score_candidates(
     required: Iterable[Capability],
     success_rates: Mapping[str, float],
     free: ResourceUsage,
+    specialist: str | None = None,
 ) -> list[CandidateScore]:
-    """Every template covering ``required``, best first. Raises NoSuitableAgentError
-    naming the capabilities when none does."""
+    """Every template covering ``required`` (and able to run ``specialist``, when given),
+    best first. Raises NoSuitableAgentError naming the capabilities when none does."""
     needed = frozenset(required)
     if not needed:
         raise NoSuitableAgentError("no capabilities required: nothing to select an agent for")
-    candidates = registry.candidates_for(needed)
+    candidates = registry.candidates_for(needed, specialist=specialist)
     if not candidates:
+        runs = f" that runs specialist {specialist!r}" if specialist else ""
         raise NoSuitableAgentError(
-            "no registered agent template covers the required capabilities "
+            f"no registered agent template{runs} covers the required capabilities "
             f"{capability_names(needed)}; registered: "
             + (
                 ", ".join(
@@ -130,6 +144,7 @@ def select_agent_type(
     required: Iterable[Capability],
     success_rates: Mapping[str, float],
     free: ResourceUsage,
+    specialist: str | None = None,
 ) -> CandidateScore:
     """The best candidate of :func:`score_candidates`."""
-    return score_candidates(registry, required, success_rates, free)[0]
+    return score_candidates(registry, required, success_rates, free, specialist)[0]

@@ -40,6 +40,8 @@ class TaskRequirements(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     capabilities_needed: list[Capability] = Field(min_length=1)
+    specialist: str | None = None
+    """The workflow specialist the agent will run: only templates that run it qualify."""
     description: str = ""
     batch_ids: list[str] = Field(default_factory=list)
     # ingestion

@@ -79,6 +79,7 @@ from airflow_provider_orchestra.core.models import (
     utcnow,
 )
 from airflow_provider_orchestra.core.outcomes import outcomes
+from airflow_provider_orchestra.core.specialists import specialist_names
 from airflow_provider_orchestra.core.sync import evaluate_sync
 from airflow_provider_orchestra.graph import routes
 from airflow_provider_orchestra.graph.checkpointing import open_checkpointer, restricted
@@ -99,16 +100,18 @@ BRANCH_MERGER = routes.BRANCH_MERGER
 QUALITY_VALIDATOR = "quality_validator"
 FINAL_INTEGRATOR = routes.FINAL_INTEGRATOR
 INTERRUPTIBLE = (SYNC_POINT_MANAGER, QUALITY_VALIDATOR)
-NODE_NAMES = (
+STEP_NAMES = (
     DATA_BATCH_ANALYZER,
     PARALLEL_COORDINATOR,
     SYNC_POINT_MANAGER,
     LOAD_BALANCER,
-    *SPECIALISTS,
     BRANCH_MERGER,
     QUALITY_VALIDATOR,
     FINAL_INTEGRATOR,
 )
+"""The workflow's own nodes; every registered specialist adds one more."""
+NODE_NAMES = (*STEP_NAMES[:4], *SPECIALISTS, *STEP_NAMES[4:])
+"""The reference workflow's nodes (with the five built-in specialists)."""
 
 # While the resource ledger is full, a branch retries when another branch of the round
 # ends, and otherwise after a backoff (other processes may release leases too).
@@ -176,6 +179,7 @@ class _WorkflowNodes:
         self.saver = saver
         self.boards = BoardRegistry()
         self.graph: CompiledStateGraph | None = None
+        self.specialists: tuple[str, ...] = ()
         self._factory = factory
         self._factory_lock = threading.Lock()
         self._factory_cursor = 0
@@ -285,7 +289,7 @@ class _WorkflowNodes:
         tasks = runtime.plan_tasks(cfg, state.allocations, run_id=state.run_id)
         update = {"branch_tasks": tasks}
         self.boards.replace(self.open_board(_thread_id(config), {**dict(state), **update}))
-        grouped = runtime.group_by_specialist(tasks)
+        grouped = runtime.group_by_specialist(tasks, self.specialists)
         return {
             **update,
             "active_processing_branches": {a.branch_id: a for a in state.allocations},
@@ -570,12 +574,17 @@ def workflow_builder(
     """The uncompiled graph and the node object it is bound to (see build_workflow_graph)."""
     cfg = parse_config(config) if config is not None else None
     nodes = _WorkflowNodes(cfg, factory=factory, connections=connections, clock=clock, saver=saver or InMemorySaver())
+    specialists = specialist_names()
+    taken = sorted(set(specialists) & set(STEP_NAMES))
+    if taken:
+        raise ConfigError(f"specialist name(s) {taken} are nodes of the workflow's own steps; rename them")
+    nodes.specialists = specialists
     graph = StateGraph(GraphState)
     graph.add_node(DATA_BATCH_ANALYZER, nodes.data_batch_analyzer)
     graph.add_node(PARALLEL_COORDINATOR, nodes.parallel_coordinator)
     graph.add_node(SYNC_POINT_MANAGER, nodes.sync_point_manager)
     graph.add_node(LOAD_BALANCER, nodes.load_balancer)
-    for name in SPECIALISTS:
+    for name in specialists:
         graph.add_node(name, nodes.run_branch)
     graph.add_node(BRANCH_MERGER, nodes.branch_merger)
     graph.add_node(QUALITY_VALIDATOR, nodes.quality_validator)
@@ -583,8 +592,8 @@ def workflow_builder(
 
     graph.add_edge(START, DATA_BATCH_ANALYZER)
     graph.add_edge(DATA_BATCH_ANALYZER, PARALLEL_COORDINATOR)
-    graph.add_conditional_edges(PARALLEL_COORDINATOR, nodes.dispatch, [*SPECIALISTS, SYNC_POINT_MANAGER])
-    for name in SPECIALISTS:
+    graph.add_conditional_edges(PARALLEL_COORDINATOR, nodes.dispatch, [*specialists, SYNC_POINT_MANAGER])
+    for name in specialists:
         graph.add_edge(name, SYNC_POINT_MANAGER)
     graph.add_conditional_edges(
         SYNC_POINT_MANAGER, nodes.route_after_sync, [BRANCH_MERGER, LOAD_BALANCER, SYNC_POINT_MANAGER]

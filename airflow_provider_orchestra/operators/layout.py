@@ -7,9 +7,8 @@ follow the reference workflow's nodes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-from airflow_provider_orchestra.core.models import SPECIALISTS
 
 ANALYZER = "data_batch_analyzer"
 COORDINATOR = "parallel_coordinator"
@@ -26,6 +25,11 @@ APPROVED = "approved"
 STOP = "stop_workflow"
 LOAD_BALANCER = "load_balancer"
 INTEGRATOR = "final_integrator"
+
+_STEP_NAMES = frozenset(
+    {ANALYZER, COORDINATOR, BRANCHES_DONE, APPROVE_SYNC, SYNC_POINT, TIMEOUT_RECOVERY, RECOVER, MERGER,
+     APPROVE_QUALITY, QUALITY_GATE, APPROVED, STOP, LOAD_BALANCER, INTEGRATOR}
+)
 
 BRANCH_TASKS_KEY_PREFIX = "branch_tasks."
 """XCom key under which the coordinator leaves one specialist's kwargs list."""
@@ -86,12 +90,26 @@ class WorkflowLayout:
     integrator: str
     rounds: tuple[RoundLayout, ...] = field(default_factory=tuple)
 
+    specialists: tuple[str, ...] = field(default_factory=tuple)
+    """The specialists laid out in every round (a routing task + a mapped task each)."""
+
     @classmethod
-    def build(cls, prefix: str | None, iteration_limit: int) -> WorkflowLayout:
+    def build(
+        cls, prefix: str | None, iteration_limit: int, specialists: Sequence[str] | None = None
+    ) -> WorkflowLayout:
         """Ids of a workflow whose tasks live under ``prefix`` (the enclosing TaskGroup's
-        id, or None at the DAG's top level), with ``iteration_limit`` rounds."""
+        id, or None at the DAG's top level), with ``iteration_limit`` rounds and a routing
+        + mapped task per specialist (default: every specialist registered now)."""
         if iteration_limit < 1:
             raise ValueError(f"iteration_limit must be at least 1, got {iteration_limit}")
+        if specialists is None:
+            from airflow_provider_orchestra.core.specialists import specialist_names
+
+            specialists = specialist_names()
+        specialists = tuple(specialists)
+        taken = sorted(set(specialists) & (_STEP_NAMES | {ROUTE_PREFIX + s for s in specialists}))
+        if taken:
+            raise ValueError(f"specialist name(s) {taken} are task ids of the workflow's own steps; rename them")
         analyzer = _join(prefix, ANALYZER)
         rounds = []
         for r in range(1, iteration_limit + 1):
@@ -103,8 +121,8 @@ class WorkflowLayout:
                     group=group,
                     planner=lb or analyzer,
                     coordinator=_join(group, COORDINATOR),
-                    routes={s: _join(group, ROUTE_PREFIX + s) for s in SPECIALISTS},
-                    specialists={s: _join(group, s) for s in SPECIALISTS},
+                    routes={s: _join(group, ROUTE_PREFIX + s) for s in specialists},
+                    specialists={s: _join(group, s) for s in specialists},
                     branches_done=_join(group, BRANCHES_DONE),
                     approve_sync=_join(group, APPROVE_SYNC),
                     sync_point=_join(group, SYNC_POINT),
@@ -119,7 +137,13 @@ class WorkflowLayout:
                     last=r == iteration_limit,
                 )
             )
-        return cls(prefix=prefix, analyzer=analyzer, integrator=_join(prefix, INTEGRATOR), rounds=tuple(rounds))
+        return cls(
+            prefix=prefix,
+            analyzer=analyzer,
+            integrator=_join(prefix, INTEGRATOR),
+            rounds=tuple(rounds),
+            specialists=specialists,
+        )
 
     @property
     def iteration_limit(self) -> int:

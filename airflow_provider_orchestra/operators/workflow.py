@@ -145,7 +145,10 @@ class OrchestraCoordinatorOperator(OrchestraBaseOperator):
         if allocations is None:
             raise AirflowFailException(f"round {rl.round}: {rl.planner!r} returned no allocations")
         tasks = runtime.plan_tasks(config, allocations, run_id=context["ti"].run_id)
-        grouped = runtime.group_by_specialist(tasks)
+        try:
+            grouped = runtime.group_by_specialist(tasks, self.layout.specialists)
+        except OrchestraError as exc:
+            raise AirflowFailException(str(exc)) from None
         # The sync point counts the run's branches: those that succeeded in an earlier round
         # and are not run again stand as done, pointing at the instance that did them.
         earlier = self.earlier_successes(context, rl.round)

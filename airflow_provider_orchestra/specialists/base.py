@@ -44,7 +44,7 @@ from airflow_provider_orchestra.core.models import (
     OutputDescriptor,
     SpecialistName,
 )
-from airflow_provider_orchestra.core.routing import CATEGORY_OF
+from airflow_provider_orchestra.core.specialists import category_of
 from airflow_provider_orchestra.specialists.engine import (
     DATA_ERRORS,
     Meter,
@@ -285,7 +285,7 @@ class Specialist:
         base = {
             "branch_id": task.branch_id,
             "specialist": task.specialist,
-            "category": CATEGORY_OF[task.specialist],
+            "category": category_of(task.specialist),
             "round": task.round,
             "agent_type": self.agent_type,
             "agent_id": self.agent_id,

@@ -77,6 +77,7 @@ def register_default_templates(registry: Any) -> None:
             TEMPLATE_CAPABILITIES[agent_type],
             resources=TEMPLATE_RESOURCES[agent_type],
             description=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
+            specialists=cls.branches,
         )
 
 

@@ -60,7 +60,7 @@ from typing import Any
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Asset, TaskGroup, TriggerRule
 
-from airflow_provider_orchestra.core.models import SPECIALISTS, WorkflowConfig
+from airflow_provider_orchestra.core.models import WorkflowConfig
 from airflow_provider_orchestra.hooks.agent_factory import DEFAULT_FACTORY_CONN_ID
 from airflow_provider_orchestra.operators.layout import (
     ANALYZER,
@@ -207,7 +207,7 @@ def orchestra_workflow(
                 planner >> coordinator
 
                 specialists = []
-                for name in SPECIALISTS:
+                for name in layout.specialists:
                     route = OrchestraRouteOperator(
                         task_id=ROUTE_PREFIX + name, specialist=name, round=rl.round, **common
                     )
