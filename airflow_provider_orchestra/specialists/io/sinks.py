@@ -21,15 +21,16 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from airflow_provider_orchestra.core.errors import SinkError
@@ -173,6 +174,107 @@ def _partition_column(schema: pa.Schema, column: str) -> tuple[str, pa.DataType,
     raise SinkError(f"cannot partition by {column!r} of type {data_type}; use a date column")
 
 
+MAX_OPEN_PARTITIONS = 64
+"""Partition files a partitioned write keeps open at once; the least recently written is
+closed when another is needed (a partition seen again later gets a new file)."""
+MAX_PARTITIONS_PER_BATCH = 1024
+"""More distinct partition values than this in one record batch is refused: the column
+is almost certainly not a date."""
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def _hive_value(value: Any) -> str:
+    """A partition value as a Hive directory segment, as pyarrow's hive partitioning
+    writes and reads it (URI-escaped; null is Hive's default partition)."""
+    if value is None:
+        return _HIVE_NULL
+    return quote(value.isoformat() if hasattr(value, "isoformat") else str(value), safe="")
+
+
+class _PartitionFiles:
+    """Hive-style partitioned Parquet written as the batches arrive.
+
+    Each record batch is split by its partition values and every slice is written at once
+    to its partition's file as a row group of its own: nothing is held back per
+    partition, so memory is bounded by one batch and ``MAX_OPEN_PARTITIONS`` open writers
+    whatever the number of partitions or rows. Row order within a partition is the input
+    order; file names are ``<basename>-<n>.parquet``, ``n`` counting the files opened in that
+    partition, so a rerun over the same input writes the same bytes.
+    """
+
+    def __init__(self, root: Path, schema: pa.Schema, column: str, *, basename: str, compression: str, row_group_rows: int):
+        self.root = root
+        self.column = column
+        self.file_schema = schema.remove(schema.get_field_index(column))
+        self.basename = basename
+        self.compression = compression
+        self.row_group_rows = row_group_rows
+        self._open: OrderedDict[str, pq.ParquetWriter] = OrderedDict()
+        self._files_opened: dict[str, int] = {}
+
+    def _writer(self, segment: str) -> pq.ParquetWriter:
+        writer = self._open.get(segment)
+        if writer is not None:
+            self._open.move_to_end(segment)
+            return writer
+        if len(self._open) >= MAX_OPEN_PARTITIONS:
+            _, oldest = self._open.popitem(last=False)
+            oldest.close()
+        number = self._files_opened.get(segment, 0)
+        self._files_opened[segment] = number + 1
+        directory = self.root / f"{self.column}={segment}"
+        directory.mkdir(parents=True, exist_ok=True)
+        writer = pq.ParquetWriter(directory / f"{self.basename}-{number}.parquet", self.file_schema, compression=self.compression)
+        self._open[segment] = writer
+        return writer
+
+    def _write(self, segment: str, rows: pa.RecordBatch) -> None:
+        self._writer(segment).write_batch(rows.drop_columns([self.column]), row_group_size=self.row_group_rows)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if not batch.num_rows:
+            return
+        keys = batch.column(self.column)
+        values = pc.unique(keys)
+        if len(values) > MAX_PARTITIONS_PER_BATCH:
+            raise pa.ArrowInvalid(
+                f"a record batch holds {len(values)} partitions of {self.column!r}, more than {MAX_PARTITIONS_PER_BATCH}"
+            )
+        if len(values) == 1:
+            self._write(_hive_value(values[0].as_py()), batch)
+            return
+        # Group the rows by partition without reordering them within a partition: a
+        # stable sort on the key, then one slice per run of equal keys.
+        order = pc.array_sort_indices(keys, null_placement="at_end")
+        grouped = batch.take(order)
+        runs = pc.run_end_encode(grouped.column(self.column))
+        start = 0
+        for value, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist()):
+            self._write(_hive_value(value), grouped.slice(start, end - start))
+            start = end
+
+    def close(self) -> None:
+        while self._open:
+            _, writer = self._open.popitem(last=False)
+            writer.close()
+
+
+def _written_behind(write: Callable[[pa.RecordBatch], None], batches: Iterable[pa.RecordBatch]) -> None:
+    """``write`` every batch in a second thread while this one produces the next: Parquet
+    encoding and compression overlap with reading and computing the following batch.
+    One write is in flight at a time, so writes stay in order and memory grows by one
+    batch. A failed write stops the stream at the next batch; an error of the stream
+    waits for the write in flight, then propagates."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-write") as pool:
+        pending: Future | None = None
+        for batch in batches:
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(write, batch)
+        if pending is not None:
+            pending.result()
+
+
 def write_parquet(
     batches: Iterable[pa.RecordBatch],
     schema: pa.Schema,
@@ -182,13 +284,16 @@ def write_parquet(
     basename: str = "part",
     compression: str = "snappy",
     row_group_rows: int = 1 << 17,
+    write_behind: bool = False,
 ) -> OutputDescriptor:
     """Stream ``batches`` into Parquet under ``dest_dir``, replacing any previous copy.
 
     Files are written into a temp directory beside ``dest_dir`` and swapped in with one
     rename, so readers see either the old or the new directory, never a mix, and a rerun
     leaves exactly one copy. ``partition_by`` gives Hive-style ``col=YYYY-MM-DD/``
-    directories. Rows are counted as they stream; the checksum covers every written file.
+    directories, written as the batches stream (see :class:`_PartitionFiles`). Rows are
+    counted as they stream; the checksum covers every written file. ``write_behind``
+    encodes in a second thread (for callers whose resource lease allows two).
     """
     dest = Path(dest_dir)
     schema = _plain_schema(schema)
@@ -209,31 +314,23 @@ def write_parquet(
     try:
         stream = counted(_conformed(batches, schema))
         if partition_by is None:
-            target = staged / f"{basename}-0.parquet"
-            with pq.ParquetWriter(target, schema, compression=compression) as writer:
-                for batch in stream:
-                    writer.write_batch(batch, row_group_size=row_group_rows)
+            with pq.ParquetWriter(staged / f"{basename}-0.parquet", schema, compression=compression) as writer:
+                _write_all(lambda b: writer.write_batch(b, row_group_size=row_group_rows), stream, write_behind)
         else:
             column, part_type, derived = _partition_column(schema, partition_by)
-            out_schema = schema.append(pa.field(column, part_type)) if derived else schema
             if derived:
                 stream = (
                     b.append_column(column, pc.cast(b.column(partition_by), pa.date32()))
                     for b in stream
                 )
-            ds.write_dataset(
-                pa.RecordBatchReader.from_batches(out_schema, stream),
-                staged,
-                format="parquet",
-                partitioning=ds.partitioning(pa.schema([(column, part_type)]), flavor="hive"),
-                basename_template=f"{basename}-{{i}}.parquet",
-                file_options=ds.ParquetFileFormat().make_write_options(compression=compression),
-                existing_data_behavior="overwrite_or_ignore",
-                preserve_order=True,
-                max_rows_per_group=row_group_rows,
-                min_rows_per_group=min(row_group_rows, 1 << 14),
-                create_dir=True,
+            out_schema = schema.append(pa.field(column, part_type)) if derived else schema
+            files = _PartitionFiles(
+                staged, out_schema, column, basename=basename, compression=compression, row_group_rows=row_group_rows
             )
+            try:
+                _write_all(files.write, stream, write_behind)
+            finally:
+                files.close()
         files = _files_under(staged)
         for path in files:
             _fsync_path(path)
@@ -250,6 +347,14 @@ def write_parquet(
     return OutputDescriptor(
         uri=dest.as_uri(), format="parquet", rows=rows, checksum=checksum, size_bytes=size
     )
+
+
+def _write_all(write: Callable[[pa.RecordBatch], None], batches: Iterable[pa.RecordBatch], behind: bool) -> None:
+    if behind:
+        _written_behind(write, batches)
+    else:
+        for batch in batches:
+            write(batch)
 
 
 # --------------------------------------------------------------------------- quarantine
