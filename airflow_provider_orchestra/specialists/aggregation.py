@@ -143,7 +143,7 @@ class _AggregationSpecialist(Specialist):
 
         def measured() -> Any:
             nonlocal complete
-            for batch in source.iter_batches():
+            for batch in self.batches_of(source):
                 meter.tick(batch.num_rows)
                 if watched:
                     valid = None

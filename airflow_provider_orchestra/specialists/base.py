@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypedDict
@@ -53,7 +53,9 @@ from airflow_provider_orchestra.specialists.engine import (
     clear_stale_attempts,
     describe_error,
     discard,
+    pipeline_threads,
     publish,
+    read_ahead,
     root_cause,
 )
 
@@ -177,6 +179,16 @@ class Specialist:
     @property
     def lease_memory_mb(self) -> float | None:
         return getattr(self.lease, "memory_mb", None)
+
+    @property
+    def parallel(self) -> bool:
+        """Whether the lease allows a second thread: the next record batch is read (see
+        :func:`read_ahead`) and the previous one written while the current one is worked on."""
+        return pipeline_threads(self.lease_cpu) > 1
+
+    def batches_of(self, source: Any) -> Iterator[Any]:
+        """The record batches of ``source``, read ahead when the lease allows it."""
+        return read_ahead(source.iter_batches()) if self.parallel else source.iter_batches()
 
     def branch_root(self, task: BranchTask) -> Path:
         from airflow_provider_orchestra.specialists.io import output_root_for

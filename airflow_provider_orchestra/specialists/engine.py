@@ -9,9 +9,10 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import psycopg
@@ -33,6 +34,7 @@ DATA_ERRORS: tuple[type[BaseException], ...] = (
 result; anything else is a programming error and propagates."""
 
 ProgressCallback = Callable[[dict[str, Any]], None]
+T = TypeVar("T")
 
 
 def describe_error(exc: BaseException) -> str:
@@ -100,11 +102,11 @@ class Meter:
 
 
 def duckdb_connection(
-    workdir: Path, *, cpu: float | None = None, memory_mb: float | None = None, on_disk: bool = False
+    workdir: Path, *, cpu: float | None = None, memory_mb: float | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """An in-process DuckDB bounded by the lease: threads from its cpu, a memory limit of
-    half its memory (the rest is Arrow's), spilling to ``workdir/duckdb_tmp``; with
-    ``on_disk`` its tables live in a file under ``workdir`` instead of memory.
+    """An in-process, in-memory DuckDB bounded by the lease: threads from its cpu, a
+    memory limit of half its memory (the rest is Arrow's); its tables and intermediates
+    spill to ``workdir/duckdb_tmp`` past that limit.
 
     Expressions from a workflow config run in it (transformation derives), so it gets no
     access to files or the network and its configuration is locked: an expression can
@@ -121,8 +123,7 @@ def duckdb_connection(
         config["threads"] = max(1, int(cpu))
     if memory_mb:
         config["memory_limit"] = f"{max(64, int(memory_mb * 0.5))}MB"
-    database = str(workdir / "duckdb_tmp" / "work.duckdb") if on_disk else ":memory:"
-    con = duckdb.connect(database, config=config)
+    con = duckdb.connect(":memory:", config=config)
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
@@ -174,6 +175,41 @@ def open_task_source(task: Any, connections: Any, *, batch_rows: int | None = No
 
 def stream(schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(schema, iter(batches))
+
+
+_DONE = object()
+
+
+def read_ahead(items: Iterable[T]) -> Iterator[T]:
+    """The items of ``items``, the next one produced in a second thread while the caller
+    works on the current one: reading and decoding a record batch overlaps with computing
+    and writing the previous one. One item is read ahead, so memory grows by one batch.
+
+    The producer runs nothing of the caller's (progress callbacks stay in the caller's
+    thread); its errors are raised here, and a caller that stops early waits for the read
+    in flight before the producer is closed."""
+    iterator = iter(items)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
+    try:
+        pending = pool.submit(next, iterator, _DONE)
+        while True:
+            item = pending.result()
+            if item is _DONE:
+                return
+            pending = pool.submit(next, iterator, _DONE)
+            yield item
+    finally:
+        pool.shutdown(wait=True)
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+
+def pipeline_threads(lease_cpu: float | None) -> int:
+    """Threads a specialist may keep busy: its lease's cpu, or every core without one."""
+    if lease_cpu:
+        return max(1, int(lease_cpu))
+    return os.cpu_count() or 1
 
 
 # --------------------------------------------------------------------------- side outputs

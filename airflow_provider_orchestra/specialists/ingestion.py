@@ -333,7 +333,9 @@ class StreamingIngestionSpecialist(Specialist):
             return rows if rows.num_rows else None
 
         def records() -> Any:
-            iterator = source.iter_batches()
+            # Lenient recovery reads the lines quarantined so far after each batch, so the
+            # source must not run ahead of it.
+            iterator = source.iter_batches() if salvager is not None else self.batches_of(source)
             while True:
                 try:
                     batch = next(iterator)
@@ -356,7 +358,7 @@ class StreamingIngestionSpecialist(Specialist):
         outputs = []
         try:
             if len(schema):
-                main = write_parquet(records(), schema, staging / "data")
+                main = write_parquet(records(), schema, staging / "data", write_behind=self.parallel)
                 outputs.append(main)
                 rows_out = main.rows
             else:  # nothing new and no schema known yet

@@ -85,26 +85,22 @@ def _locked_duckdb() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _duckdb_type(name: str) -> str | None:
+def _duckdb_type(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
     """The DuckDB type for a cast target: a DuckDB type name as given (``INTEGER``,
     ``DECIMAL(12, 2)``, ``TIMESTAMP WITH TIME ZONE``), else an Arrow type name
     (``float64``, ``timestamp[us]``) translated; None when it is neither."""
     text = name.strip()
-    con = _locked_duckdb()
-    try:
-        if _TYPE_NAME.match(text):
-            try:
-                con.execute(f"SELECT CAST(NULL AS {text})")
-                return text
-            except duckdb.Error:
-                pass
+    if _TYPE_NAME.match(text):
         try:
-            arrow = arrow_type(text)
-        except SourceError:
-            return None
-        return duckdb_types(con, pa.schema([("v", arrow)]))["v"]
-    finally:
-        con.close()
+            con.execute(f"SELECT CAST(NULL AS {text})").fetchall()
+            return text
+        except duckdb.Error:
+            pass
+    try:
+        arrow = arrow_type(text)
+    except SourceError:
+        return None
+    return duckdb_types(con, pa.schema([("v", arrow)]))["v"]
 
 
 def _binder_message(exc: Exception) -> str:
@@ -164,27 +160,27 @@ class RealtimeTransformationSpecialist(Specialist):
             problems.append(f"rename makes duplicate column names: {out_names}")
         by_source = {v: k for k, v in renamed.items()}
         casts: dict[str, str] = {}
-        for column, type_name in options.cast.items():
-            source_name = column if column in renamed else by_source.get(column)
-            if source_name is None:
-                problems.append(f"cast of unknown column {column!r}")
-            else:
-                resolved = _duckdb_type(type_name)
-                if resolved is None:
-                    problems.append(f"cast of {column!r} to {type_name!r}: not a DuckDB or Arrow type name")
-                else:
-                    casts[source_name] = resolved
-        if problems:
-            raise SourceError(f"wrong schema for the transformation: {'; '.join(problems)}; columns {names}")
-        for name in options.derive:
-            if not name or len(name) > 63:
-                raise SourceError(f"derived column name {name!r} must be 1-63 characters")
-        plan: dict[str, Any] = {
-            "columns": [[c, renamed[c], casts.get(c)] for c in names],
-            "derive": dict(options.derive),
-        }
         con = _locked_duckdb()
         try:
+            for column, type_name in options.cast.items():
+                source_name = column if column in renamed else by_source.get(column)
+                if source_name is None:
+                    problems.append(f"cast of unknown column {column!r}")
+                else:
+                    resolved = _duckdb_type(con, type_name)
+                    if resolved is None:
+                        problems.append(f"cast of {column!r} to {type_name!r}: not a DuckDB or Arrow type name")
+                    else:
+                        casts[source_name] = resolved
+            if problems:
+                raise SourceError(f"wrong schema for the transformation: {'; '.join(problems)}; columns {names}")
+            for name in options.derive:
+                if not name or len(name) > 63:
+                    raise SourceError(f"derived column name {name!r} must be 1-63 characters")
+            plan: dict[str, Any] = {
+                "columns": [[c, renamed[c], casts.get(c)] for c in names],
+                "derive": dict(options.derive),
+            }
             con.register("batch", schema.empty_table())
             query = _Query(plan, "strict", [])
             try:
@@ -281,7 +277,7 @@ class RealtimeTransformationSpecialist(Specialist):
         output_columns = [c for c in plan["output_columns"] if c not in dropped]
 
         def transformed() -> Any:
-            for batch in source.iter_batches():
+            for batch in self.batches_of(source):
                 meter.tick(batch.num_rows)
                 con.register("batch", batch)
                 try:
@@ -302,7 +298,9 @@ class RealtimeTransformationSpecialist(Specialist):
             con.unregister("batch")
             if query.lenient:
                 schema = schema.remove(schema.get_field_index(_FAILED_CASTS))
-            main = write_parquet(transformed(), schema, staging / "data", partition_by=plan["partition"])
+            main = write_parquet(
+                transformed(), schema, staging / "data", partition_by=plan["partition"], write_behind=self.parallel
+            )
         finally:
             con.close()
         outputs = [main]

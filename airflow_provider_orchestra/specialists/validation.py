@@ -14,11 +14,13 @@ of input rows (parsed or not) that pass.
 
 Two passes over the source, memory bounded by the record batch and progress reported per
 record batch in both (the ``scan`` field of an event names the pass): the first copies only
-the key and anomaly columns into an on-disk DuckDB table and computes the column
-statistics and, with GROUP BY (which spills to disk past its memory limit), the set of
-duplicated keys, kept in DuckDB; the second evaluates the rules batch by batch with
-pyarrow compute, probing DuckDB for duplicates. Uniqueness is order independent: every
-row whose key occurs more than once fails (nulls are left to ``not_null``).
+the key and anomaly columns into a DuckDB table (which spills to disk past the lease's
+memory) and computes the column statistics and, with GROUP BY, the set of duplicated
+keys; the second evaluates the rules batch by batch with pyarrow compute, looking keys up
+in that set (held as an Arrow array when it is small, else probed in DuckDB). Uniqueness
+is order independent: every row whose key occurs more than once fails (nulls are left to
+``not_null``). With a lease of two cores or more, the next record batch is read while the
+current one is checked and the previous one written.
 
 Strategies: ``per_row`` tests each value at the configured confidence, so about 5% of
 perfectly normal values are flagged at 0.95. When that leaves quality below the threshold
@@ -82,6 +84,40 @@ def _is_numeric(data_type: pa.DataType) -> bool:
     return pa.types.is_integer(data_type) or pa.types.is_floating(data_type) or pa.types.is_decimal(data_type)
 
 
+IN_MEMORY_DUPLICATE_KEYS = 1 << 16
+"""Duplicated keys up to this many are looked up with pyarrow (the set is rebuilt per
+record batch, cheap at this size); more stay in DuckDB and are probed there."""
+
+
+class _DuplicateKeys:
+    """The duplicated keys of one column, found by the first pass."""
+
+    def __init__(self, con: Any, column: str):
+        self.con = con
+        self.table = quote_ident("dup_" + column)
+        count = con.execute(f"SELECT count(*) FROM {self.table}").fetchall()[0][0]
+        self.keys: pa.Array | None = None
+        if count <= IN_MEMORY_DUPLICATE_KEYS:
+            keys = con.sql(f"SELECT key FROM {self.table}").to_arrow_table().column("key")
+            self.keys = keys.combine_chunks() if keys.num_chunks else pa.array([], keys.type)
+        self._positions = pa.array([], pa.int64())
+
+    def hits(self, values: pa.Array | pa.ChunkedArray) -> pa.Array:
+        if self.keys is not None:
+            return pc.is_in(values, value_set=self.keys)
+        if len(self._positions) < len(values):
+            self._positions = pa.array(range(len(values)), pa.int64())
+        probe = pa.table({"__i": self._positions.slice(0, len(values)), "key": values})
+        self.con.register("__probe", probe)
+        try:
+            found = self.con.sql(
+                f"SELECT __i FROM __probe WHERE key IN (SELECT key FROM {self.table})"
+            ).to_arrow_table().column("__i")
+        finally:
+            self.con.unregister("__probe")
+        return pc.is_in(probe.column("__i"), value_set=found.combine_chunks() if found.num_chunks else pa.array([], pa.int64()))
+
+
 class _RowChecks:
     """Evaluates the rules on one record batch: failure masks and reason strings."""
 
@@ -89,7 +125,7 @@ class _RowChecks:
         self.rules = rules
         self.schema = schema
         self.anomaly = anomaly
-        self.con = con
+        self.duplicates = {rule.column: _DuplicateKeys(con, rule.column) for rule in rules if rule.unique}
         self.counts: dict[str, int] = {}
 
     def _add(self, name: str, mask: pa.Array, reason: str, masks: list, reasons: list) -> None:
@@ -116,7 +152,7 @@ class _RowChecks:
                 outside = pc.and_(pc.is_valid(column), pc.invert(pc.is_in(column, value_set=allowed)))
                 self._add(f"{rule.column}.allowed", outside, f"{rule.column}: not an allowed value", masks, reasons)
             if rule.unique:
-                self._add(f"{rule.column}.unique", self._duplicates(batch, rule.column), f"{rule.column}: duplicate key", masks, reasons)
+                self._add(f"{rule.column}.unique", self.duplicates[rule.column].hits(column), f"{rule.column}: duplicate key", masks, reasons)
         for name, stats in self.anomaly.items():
             if not stats["sd"]:
                 continue
@@ -133,17 +169,6 @@ class _RowChecks:
             # "a; b" where both failed, else whichever did (join alone would give null).
             joined = pc.coalesce(pc.binary_join_element_wise(joined, reason, "; "), joined, reason)
         return failed, joined
-
-    def _duplicates(self, batch: pa.RecordBatch, column: str) -> pa.Array:
-        probe = pa.table({"__i": pa.array(range(batch.num_rows), pa.int64()), "key": batch.column(column)})
-        self.con.register("__probe", probe)
-        try:
-            hits = self.con.sql(
-                f"SELECT __i FROM __probe WHERE key IN (SELECT key FROM {quote_ident('dup_' + column)})"
-            ).to_arrow_table().column("__i")
-        finally:
-            self.con.unregister("__probe")
-        return pc.is_in(probe.column("__i"), value_set=hits.combine_chunks() if hits.num_chunks else pa.array([], pa.int64()))
 
 
 class BatchValidationSpecialist(Specialist):
@@ -206,7 +231,7 @@ class BatchValidationSpecialist(Specialist):
         scan_meter = Meter(base_event=meter.base_event, on_progress=meter.on_progress)
 
         def narrowed() -> Any:
-            for batch in source.iter_batches():
+            for batch in self.batches_of(source):
                 scan_meter.tick(batch.num_rows, scan=_STATISTICS_SCAN)
                 yield batch.select(columns)
 
@@ -250,7 +275,7 @@ class BatchValidationSpecialist(Specialist):
         rules = task.batch.validation.rules
         source = open_task_source(task, ctx.connections)
         schema = source.schema
-        con = duckdb_connection(staging, cpu=self.lease_cpu, memory_mb=self.lease_memory_mb, on_disk=True)
+        con = duckdb_connection(staging, cpu=self.lease_cpu, memory_mb=self.lease_memory_mb)
         quarantine = ParquetSideWriter(
             staging / "quarantine", schema.append(pa.field(REASONS_COLUMN, pa.string())), role="quarantine"
         )
@@ -261,7 +286,7 @@ class BatchValidationSpecialist(Specialist):
 
             def passing() -> Any:
                 nonlocal failed_rows
-                for batch in source.iter_batches():
+                for batch in self.batches_of(source):
                     meter.tick(batch.num_rows, scan=_RULES_SCAN)
                     failed, reasons = checks.evaluate(batch)
                     if reasons is None:
@@ -272,7 +297,7 @@ class BatchValidationSpecialist(Specialist):
                     quarantine.write(bad.append_column(REASONS_COLUMN, reasons.filter(failed)))
                     yield batch.filter(pc.invert(failed))
 
-            main = write_parquet(passing(), schema, staging / "data")
+            main = write_parquet(passing(), schema, staging / "data", write_behind=self.parallel)
             outputs = [main]
             quarantined = quarantine.close()
         finally:
