@@ -213,5 +213,10 @@ class OrchestraQuorumSensor(BaseSensorOperator):
             # Never sent by the trigger; if it ever is, wait on rather than decide on it.
             plan = self.load_plan(context)
             return self.defer_to_trigger(context, plan, decision)
-        self.log.info("Resumed after the quorum trigger fired; branch states %s", event.get("branch_states"))
+        self.log.info(
+            "Resumed after the quorum trigger fired; branch states %s; longest hold of the triggerer's "
+            "event loop by one look: %s ms",
+            event.get("branch_states"),
+            event.get("loop_hold_ms"),
+        )
         return self.finish(decision)

@@ -83,11 +83,33 @@ def test_serialize_round_trip_through_serde():
     assert kwargs["plan"]["branches"]["g0"] == [GAMMA, 0]
 
 
-def test_invalid_plan_is_refused_when_the_trigger_is_built():
+def test_invalid_plan_ends_the_trigger_with_an_error_naming_the_field():
     bad = plan()
     bad["sync"]["conditional_timeout_seconds"] = 900.0  # beyond the overall timeout
-    with pytest.raises(ValueError, match="conditional_timeout_seconds"):
-        OrchestraQuorumTrigger(dag_id="d", run_id=RUN_ID, plan=bad, poke_interval=1)
+    # Built as the triggerer builds it (on its event loop: no validation there) ...
+    trigger = trigger_for(bad, TaskTable({}))
+    # ... and refused when it starts, before any read.
+    event = asyncio.run(first_event(trigger))
+    assert event.payload["status"] == "error"
+    assert "invalid round plan" in event.payload["message"] and "conditional_timeout_seconds" in event.payload["message"]
+    assert trigger.read_task_states.reads == 0
+
+
+def test_importing_the_trigger_loads_none_of_the_workflow_models():
+    """The triggerer imports a trigger class on its event loop: the module must stay as
+    light as what the triggerer has loaded already."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, airflow.triggers.base\n"
+        "import airflow_provider_orchestra.triggers.quorum\n"
+        "heavy = sorted(m for m in sys.modules if m.startswith(('airflow_provider_orchestra.core', "
+        "'airflow_provider_orchestra.sensors', 'airflow_provider_orchestra.branch_states', 'pyarrow', 'langgraph')))\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]", out
 
 
 def test_run_waits_while_branches_run_and_fires_at_100_percent():
@@ -112,6 +134,7 @@ def test_run_waits_while_branches_run_and_fires_at_100_percent():
     assert (decision["status"], decision["next_action"]) == ("completed", "proceed_to_data_merge")
     assert decision["completed_branches"] == ["a0", "a1", "a2", "g0"]
     assert payload["branch_states"] == {"a0": "success", "a1": "success", "a2": "success", "g0": "success"}
+    assert 0 <= payload["loop_hold_ms"] < 1000  # what one look kept on the event loop
     assert table.reads >= 10  # it polled through the intermediate states
 
 
