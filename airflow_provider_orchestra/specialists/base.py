@@ -26,6 +26,7 @@ at the node that was interrupted; completed nodes are not run again.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ from airflow_provider_orchestra.specialists.engine import (
     read_ahead,
     root_cause,
 )
+
+log = logging.getLogger(__name__)
 
 
 class SpecialistState(TypedDict, total=False):
@@ -415,6 +418,13 @@ class Specialist:
         values = snapshot.values or {}
         same_task = values.get("task_key") == key
         if same_task and snapshot.next:
+            log.info(
+                "Branch %s: resuming at %s from the checkpoint of an earlier attempt (thread %s; done: %s)",
+                task.branch_id,
+                ", ".join(snapshot.next),
+                config["configurable"]["thread_id"],
+                ", ".join(values.get("steps", [])) or "nothing",
+            )
             final = graph.invoke(None, config, context=ctx)
         elif same_task and values.get("result") and values["result"].get("status") == "success":
             final = values
