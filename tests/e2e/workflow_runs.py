@@ -188,11 +188,19 @@ def trigger_loop_holds(stack: AirflowStack) -> list[float]:
     return holds
 
 
-TRIGGERER_WARNINGS = re.compile(r"async thread was blocked|appears deadlocked", re.IGNORECASE)
+LOOP_BLOCKED = re.compile(r"async thread was blocked", re.IGNORECASE)
+SUPERVISOR_SILENCE = re.compile(r"appears deadlocked", re.IGNORECASE)
 
 
-def triggerer_warnings(stack: AirflowStack) -> list[str]:
-    return [line[:400] for line in stack.component_log("triggerer").splitlines() if TRIGGERER_WARNINGS.search(line)]
+def triggerer_warnings(stack: AirflowStack, pattern: re.Pattern = LOOP_BLOCKED) -> list[str]:
+    """Lines of the triggerer's log matching ``pattern``: by default the trigger runner's
+    watchdog saying its event loop (where every trigger runs) was blocked.
+
+    ``SUPERVISOR_SILENCE`` finds the triggerer supervisor's "appears deadlocked" line,
+    which it logs when it heard nothing from the runner for 30 s; on a busy machine that
+    happens on the first Task SDK call any trigger makes, while the supervisor builds its
+    in-process execution API (Airflow's lazy start-up, not a blocked event loop)."""
+    return [line[:400] for line in stack.component_log("triggerer").splitlines() if pattern.search(line)]
 
 
 WORKLOAD_LINE = re.compile(r"Executing workload in Celery: .*")
