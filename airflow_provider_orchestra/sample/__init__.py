@@ -20,11 +20,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
-from airflow_provider_orchestra.core.models import OutputDescriptor
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from airflow_provider_orchestra.core.models import OutputDescriptor
 
 ORDERS_CSV = "orders.csv"
 ORDERS_PARQUET = "orders.parquet"
@@ -49,19 +50,30 @@ STATUS_WEIGHTS = (0.8, 0.1, 0.06, 0.04)
 EVENT_TYPES = ("page_view", "click", "add_to_cart", "purchase")
 EVENT_WEIGHTS = (0.6, 0.25, 0.1, 0.05)
 
-ORDERS_SCHEMA = pa.schema(
-    [
-        ("order_id", pa.int64()),
-        ("customer_id", pa.string()),
-        ("region", pa.string()),
-        ("product", pa.string()),
-        ("quantity", pa.int64()),
-        ("unit_price", pa.float64()),
-        ("amount", pa.float64()),
-        ("status", pa.string()),
-        ("order_ts", pa.timestamp("s", tz="UTC")),
-    ]
-)
+def orders_schema() -> pa.Schema:
+    """The schema of the sample orders (pyarrow is imported here, not when a DAG file
+    imports :func:`sample_config`)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("order_id", pa.int64()),
+            ("customer_id", pa.string()),
+            ("region", pa.string()),
+            ("product", pa.string()),
+            ("quantity", pa.int64()),
+            ("unit_price", pa.float64()),
+            ("amount", pa.float64()),
+            ("status", pa.string()),
+            ("order_ts", pa.timestamp("s", tz="UTC")),
+        ]
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ORDERS_SCHEMA":
+        return orders_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Defect rates (fractions of rows).
 _NULL_CUSTOMER = 0.01
@@ -79,9 +91,12 @@ _LATE_EVENT = 0.01
 
 
 def _orders_table(count: int, rng: random.Random) -> pa.Table:
+    import pyarrow as pa
+
+    schema = orders_schema()
     offsets = sorted(rng.randrange(ORDER_SPAN_SECONDS) for _ in range(count))
     products = list(PRODUCTS)
-    columns: dict[str, list[Any]] = {name: [] for name in ORDERS_SCHEMA.names}
+    columns: dict[str, list[Any]] = {name: [] for name in schema.names}
     start_epoch = int(START.timestamp())
     for index in range(count):
         order_id = 100_001 + index
@@ -108,7 +123,7 @@ def _orders_table(count: int, rng: random.Random) -> pa.Table:
         columns["amount"].append(amount)
         columns["status"].append(rng.choices(STATUSES, STATUS_WEIGHTS)[0])
         columns["order_ts"].append(start_epoch + offsets[index])
-    return pa.table(columns, schema=ORDERS_SCHEMA)
+    return pa.table(columns, schema=schema)
 
 
 def _iso(moment: datetime) -> str:
@@ -163,6 +178,9 @@ def generate_sample_data(
 
     Returns ``{"orders_csv": ..., "orders_parquet": ..., "events_jsonl": ...}``.
     """
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
     if orders < 1 or events < 1:
         raise ValueError("orders and events must be positive")
     dest = Path(dest)

@@ -3,12 +3,15 @@ and run end to end under ``dag.test()``."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow.parquet as pq
 import pytest
 
 from airflow_runs import REPO_DAGS, run_dag
+from airflow_support import airflow_env
 
 EXAMPLES = ("orchestra_example", "orchestra_scheduled", "orchestra_asset_driven")
 
@@ -31,6 +34,23 @@ def test_example_dags_import_without_io_and_declare_params(tmp_path, monkeypatch
     assert len(bag.dags["orchestra_example"].params["batches"]) == 5
     [upstream] = bag.dags["orchestra_asset_driven"].timetable.asset_condition.objects
     assert upstream.uri == "x-orchestra://integrated/orchestra_example/orchestra"
+
+
+def test_parsing_the_example_dags_loads_no_data_engine(tmp_path):
+    """The DAG processor parses every file in a fresh process: what the provider imports
+    there is paid on every parse. Data engines and LangGraph load only when a task runs."""
+    code = (
+        "import logging, sys\n"
+        "logging.disable(logging.WARNING)\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag({str(REPO_DAGS)!r})\n"
+        "assert not bag.import_errors and len(bag.dags) == 3, bag.import_errors\n"
+        "heavy = ('pyarrow', 'duckdb', 'polars', 'langgraph', 'langchain_core', 'psycopg')\n"
+        "print(sorted(n for n in sys.modules if n.split('.')[0] in heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=airflow_env(tmp_path), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 @pytest.fixture(scope="module")
