@@ -2,6 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
 PYTEST_ARGS ?=
 
 .PHONY: demo test install bench clean
@@ -10,7 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip uv || true
 	if $(PY) -m uv --version >/dev/null 2>&1; then \
-		$(PY) -m uv pip install --python $(PY) -e '.[dev]'; \
+		$(PY) -m uv pip install --python $(PY) --compile-bytecode -e '.[dev]'; \
 	else \
 		$(PY) -m pip install -e '.[dev]'; \
 	fi
@@ -18,14 +19,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Bytecode is compiled at install (as pip does by default), so no process pays for
+# compiling its imports, also where PYTHONDONTWRITEBYTECODE is set.
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	if $(PY) -m uv --version >/dev/null 2>&1; then \
+		$(PY) -m uv pip install --python $(PY) --compile-bytecode -e '.[dev,bench]'; \
+	else \
+		$(PY) -m pip install -e '.[dev,bench]'; \
+	fi
+	touch $(BENCH_STAMP)
+
 demo: $(STAMP)
 	$(PY) -m airflow_provider_orchestra.demo
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
-	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+# Every benchmark, then bench/RESULTS.md and bench/results.json (not part of `make test`).
+bench: $(BENCH_STAMP)
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .orchestra output .pytest_cache
