@@ -58,11 +58,18 @@ def load_config(data: Any) -> WorkflowConfig:
 
 
 def describe_batches(config: WorkflowConfig, *, connections=None) -> list[BatchDescriptor]:
-    """Measure every batch of the queue (cheaply: metadata, streamed counts)."""
+    """Measure every batch of the queue (cheaply: metadata, streamed counts). Batches over
+    the same source share one measurement (a CSV is counted once, not once per batch)."""
     from airflow_provider_orchestra.specialists.io import describe_source
 
     roots = config.storage.data_roots
-    described = [describe_source(batch, roots=roots, connections=connections) for batch in config.batches]
+    measured: dict[str, BatchDescriptor] = {}
+    described = []
+    for batch in config.batches:
+        key = batch.source.model_dump_json()
+        if key not in measured:
+            measured[key] = describe_source(batch, roots=roots, connections=connections)
+        described.append(measured[key].model_copy(update={"batch_id": batch.batch_id}))
     return analysis.with_dependencies(config, described)
 
 

@@ -12,15 +12,17 @@ Rows that pass go to the main Parquet output; failing rows go to a Parquet quara
 source could not parse go to a JSONL file (role ``rejected_lines``). Quality is the share
 of input rows (parsed or not) that pass.
 
-Two passes over the source, memory bounded by the record batch and progress reported per
-record batch in both (the ``scan`` field of an event names the pass): the first copies only
-the key and anomaly columns into a DuckDB table (which spills to disk past the lease's
-memory) and computes the column statistics and, with GROUP BY, the set of duplicated
-keys; the second evaluates the rules batch by batch with pyarrow compute, looking keys up
-in that set (held as an Arrow array when it is small, else probed in DuckDB). Uniqueness
-is order independent: every row whose key occurs more than once fails (nulls are left to
-``not_null``). With a lease of two cores or more, the next record batch is read while the
-current one is checked and the previous one written.
+Two passes, memory bounded by the record batch and progress reported per record batch in
+both (the ``scan`` field of an event names the pass). The first reads the source once:
+it copies the key and anomaly columns into a DuckDB table (which spills to disk past the
+lease's memory), computes the column statistics and, with GROUP BY, the set of duplicated
+keys, and keeps every record batch it read in an Arrow IPC file in the attempt's scratch
+space. The second evaluates the rules on those same batches (memory-mapped, not read or
+parsed again, so both passes see exactly the same rows) with pyarrow compute, looking keys
+up in the duplicate set (held as an Arrow array when it is small, else probed in DuckDB).
+Uniqueness is order independent: every row whose key occurs more than once fails (nulls
+are left to ``not_null``). With a lease of two cores or more, the next record batch is read
+while the current one is checked and the previous one written.
 
 Strategies: ``per_row`` tests each value at the configured confidence, so about 5% of
 perfectly normal values are flagged at 0.95. When that leaves quality below the threshold
@@ -116,6 +118,44 @@ class _DuplicateKeys:
         finally:
             self.con.unregister("__probe")
         return pc.is_in(probe.column("__i"), value_set=found.combine_chunks() if found.num_chunks else pa.array([], pa.int64()))
+
+
+class _Spool:
+    """The record batches of the first pass in an Arrow IPC file, for the second pass to
+    memory-map instead of reading and parsing the source again. Its batches stay valid
+    until ``close``."""
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.path = path
+        self.schema = schema
+        self._writer: Any = None
+        self._map: Any = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pa.ipc.new_file(str(self.path), self.schema)
+        self._writer.write_batch(batch)
+
+    def finish(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def batches(self) -> Any:
+        if not self.path.exists():
+            return
+        self._map = pa.memory_map(str(self.path))
+        reader = pa.ipc.open_file(self._map)
+        for index in range(reader.num_record_batches):
+            yield reader.get_batch(index)
+
+    def close(self) -> None:
+        self.finish()
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        self.path.unlink(missing_ok=True)
 
 
 class _RowChecks:
@@ -219,20 +259,20 @@ class BatchValidationSpecialist(Specialist):
         return None
 
     def _first_pass(
-        self, source: Any, plan: dict[str, Any], con: Any, strategy: str, meter: Meter
+        self, source: Any, plan: dict[str, Any], con: Any, strategy: str, meter: Meter, spool: _Spool
     ) -> dict[str, dict[str, float]]:
-        """Copy key and anomaly columns into DuckDB; return the anomaly statistics.
-        Progress is reported per record batch (``scan: statistics``), counted apart from
-        the second pass so that ``batch`` and ``rows`` never exceed the input."""
+        """Read the source into ``spool`` and its key and anomaly columns into DuckDB;
+        return the anomaly statistics. Progress is reported per record batch (``scan:
+        statistics``), counted apart from the second pass so that ``batch`` and ``rows``
+        never exceed the input."""
         columns = list(dict.fromkeys([*plan["unique_columns"], *plan["anomaly_columns"]]))
-        if not columns:
-            return {}
         narrow = source.schema.empty_table().select(columns).schema
         scan_meter = Meter(base_event=meter.base_event, on_progress=meter.on_progress)
 
         def narrowed() -> Any:
             for batch in self.batches_of(source):
                 scan_meter.tick(batch.num_rows, scan=_STATISTICS_SCAN)
+                spool.write(batch)
                 yield batch.select(columns)
 
         con.register("__scan", stream(narrow, narrowed()))
@@ -246,6 +286,7 @@ class BatchValidationSpecialist(Specialist):
             raise
         finally:
             con.unregister("__scan")
+            spool.finish()
             meter.peak_arrow_bytes = max(meter.peak_arrow_bytes, scan_meter.peak_arrow_bytes)
         for column in plan["unique_columns"]:
             col = quote_ident(column)
@@ -279,14 +320,17 @@ class BatchValidationSpecialist(Specialist):
         quarantine = ParquetSideWriter(
             staging / "quarantine", schema.append(pa.field(REASONS_COLUMN, pa.string())), role="quarantine"
         )
+        # Without keys or anomaly columns there are no statistics to gather: one pass.
+        two_passes = bool(plan["unique_columns"] or plan["anomaly_columns"])
+        spool = _Spool(staging / "duckdb_tmp" / "validation_scan.arrow", schema)
         try:
-            anomaly = self._first_pass(source, plan, con, strategy, meter)
+            anomaly = self._first_pass(source, plan, con, strategy, meter, spool) if two_passes else {}
             checks = _RowChecks(rules, schema, anomaly, con)
             failed_rows = 0
 
             def passing() -> Any:
                 nonlocal failed_rows
-                for batch in self.batches_of(source):
+                for batch in spool.batches() if two_passes else self.batches_of(source):
                     meter.tick(batch.num_rows, scan=_RULES_SCAN)
                     failed, reasons = checks.evaluate(batch)
                     if reasons is None:
@@ -303,6 +347,7 @@ class BatchValidationSpecialist(Specialist):
         finally:
             quarantine.abort()
             con.close()
+            spool.close()
         if quarantined is not None:
             outputs.append(quarantined)
         if source.rejected:

@@ -111,6 +111,29 @@ def test_sample_config_is_valid_and_covers_every_route(tmp_path: Path, sample: d
     assert with_sink.batch("revenue_by_region").aggregation.sink_conn_id == "warehouse"
 
 
+def test_batches_over_one_source_are_measured_once_with_their_own_ids(tmp_path: Path, sample: dict[str, Path], monkeypatch):
+    from airflow_provider_orchestra.specialists import io as specialist_io
+
+    config = parse_config(sample_config(sample["events_jsonl"].parent, tmp_path / "out"))
+    orders_batches = [b.batch_id for b in config.batches if b.source.path == "orders.csv"]
+    assert len(orders_batches) > 1
+    measured = []
+    real = specialist_io.describe_source
+
+    def counted(batch, **kwargs):
+        measured.append(batch.source.path)
+        return real(batch, **kwargs)
+
+    monkeypatch.setattr(specialist_io, "describe_source", counted)
+    descriptors = describe_batches(config)
+
+    assert sorted(measured) == sorted({b.source.path for b in config.batches})
+    assert [d.batch_id for d in descriptors] == [b.batch_id for b in config.batches]
+    by_id = {d.batch_id: d for d in descriptors}
+    first, *rest = orders_batches
+    assert all(by_id[b].rows == by_id[first].rows and by_id[b].uri == by_id[first].uri for b in rest)
+
+
 def test_orders_load_into_postgres(postgres_url: str, sample: dict[str, Path]):
     out = load_sample_orders(postgres_url, sample["orders_parquet"])
     again = load_sample_orders(postgres_url, sample["orders_parquet"])

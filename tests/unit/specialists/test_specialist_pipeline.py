@@ -129,3 +129,23 @@ def test_a_duplicate_key_set_of_every_type_is_looked_up(tmp_path):
     keys = validation._DuplicateKeys(con, "k")
     assert keys.hits(pa.array(["a", "b", None, "c"])).to_pylist() == [True, False, False, True]
     con.close()
+
+
+def test_validation_reads_its_source_once_for_both_passes(tmp_path, data_dir, monkeypatch):
+    from airflow_provider_orchestra.specialists.io.sources.parquet import ParquetSource
+
+    pq.write_table(orders(), data_dir / "orders.parquet")
+    reads = []
+    real = ParquetSource._batches
+
+    def counted(self):
+        reads.append(self.path.name)
+        yield from real(self)
+
+    monkeypatch.setattr(ParquetSource, "_batches", counted)
+    result = run_specialist_directly(make_task(tmp_path, validation_batch(), record_batch_rows=8))
+
+    assert result.status == "success", result.error
+    assert reads == ["orders.parquet"]
+    assert result.metrics.record_batches == 8  # the second pass still checks every batch
+    assert not list(tmp_path.rglob("*.arrow"))  # the scan file leaves with the attempt's scratch space
