@@ -159,7 +159,8 @@ class _Spool:
 
 
 class _RowChecks:
-    """Evaluates the rules on one record batch: failure masks and reason strings."""
+    """Evaluates the rules on one record batch: which rows fail, and the reasons of those
+    rows (reason strings are built for the failing rows only, not for the whole batch)."""
 
     def __init__(self, rules: list[ColumnRule], schema: pa.Schema, anomaly: dict[str, dict[str, float]], con: Any):
         self.rules = rules
@@ -174,9 +175,11 @@ class _RowChecks:
         self.counts[name] = self.counts.get(name, 0) + hits
         if hits:
             masks.append(mask)
-            reasons.append(pc.if_else(mask, pa.scalar(reason), pa.scalar(None, pa.string())))
+            reasons.append(reason)
 
     def evaluate(self, batch: pa.RecordBatch) -> tuple[pa.Array, pa.Array | None]:
+        """(failure mask over the batch, reasons of the failing rows in their order;
+        None when no row fails)."""
         masks: list[pa.Array] = []
         reasons: list[pa.Array] = []
         for rule in self.rules:
@@ -204,10 +207,11 @@ class _RowChecks:
         failed = masks[0]
         for mask in masks[1:]:
             failed = pc.or_(failed, mask)
-        joined = reasons[0]
-        for reason in reasons[1:]:
+        joined = None
+        for mask, reason in zip(masks, reasons):
+            text = pc.if_else(mask.filter(failed), pa.scalar(reason), pa.scalar(None, pa.string()))
             # "a; b" where both failed, else whichever did (join alone would give null).
-            joined = pc.coalesce(pc.binary_join_element_wise(joined, reason, "; "), joined, reason)
+            joined = text if joined is None else pc.coalesce(pc.binary_join_element_wise(joined, text, "; "), joined, text)
         return failed, joined
 
 
@@ -338,7 +342,7 @@ class BatchValidationSpecialist(Specialist):
                         continue
                     bad = batch.filter(failed)
                     failed_rows += bad.num_rows
-                    quarantine.write(bad.append_column(REASONS_COLUMN, reasons.filter(failed)))
+                    quarantine.write(bad.append_column(REASONS_COLUMN, reasons))
                     yield batch.filter(pc.invert(failed))
 
             main = write_parquet(passing(), schema, staging / "data", write_behind=self.parallel)
