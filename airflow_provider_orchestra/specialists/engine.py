@@ -231,11 +231,11 @@ class ParquetSideWriter:
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         if batch.num_rows == 0:
             return
-        import pyarrow.parquet as pq
+        from airflow_provider_orchestra.specialists.io.sinks import parquet_writer
 
         if self._writer is None:
             self.dest_dir.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self.dest_dir / "part-0.parquet", self.schema, compression="snappy")
+            self._writer = parquet_writer(self.dest_dir / "part-0.parquet", self.schema)
         if isinstance(batch, pa.Table):
             self._writer.write_table(batch.cast(self.schema))
         else:

@@ -144,3 +144,13 @@ def test_a_write_failing_behind_is_a_sink_error_and_keeps_the_previous_copy(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["parts"]
     monkeypatch.undo()
     assert write_parquet(batches[:1], batches[0].schema, dest, partition_by="day").checksum == previous.checksum
+
+
+def test_only_text_columns_are_dictionary_encoded_and_values_round_trip(tmp_path: Path):
+    table = pa.table({"n": pa.array(range(5_000), pa.int64()), "region": pa.array(["north", "south"] * 2_500)})
+    write_parquet(table.to_batches(max_chunksize=1_000), table.schema, tmp_path / "out")
+    file = pq.ParquetFile(tmp_path / "out" / "part-0.parquet")
+    chunks = {file.schema_arrow.field(i).name: file.metadata.row_group(0).column(i) for i in range(2)}
+    assert chunks["region"].has_dictionary_page
+    assert not chunks["n"].has_dictionary_page
+    assert pq.read_table(tmp_path / "out").equals(table)
