@@ -573,6 +573,29 @@ def measure(variant: str, job: str, data: Path, scratch: Path) -> Sample:
 MIB = 1 << 20
 
 
+def profile(job: str, rows: int) -> int:
+    """Where the specialist's time goes: a pyinstrument profile of one run (after a
+    warm-up), with its wall and CPU seconds and Arrow's peak."""
+    import pyarrow as pa
+    from pyinstrument import Profiler
+
+    data = data_dir(rows)
+    out = Path(tempfile.mkdtemp(prefix="orchestra-profile-"))
+    try:
+        specialist_run(job, data / "warm", out / "warm")
+        profiler = Profiler(interval=0.002)
+        wall, cpu = time.perf_counter(), time.process_time()
+        profiler.start()
+        figures = specialist_run(job, data, out / "run")
+        profiler.stop()
+        print(f"{job} @ {rows:,}: {figures}; wall {time.perf_counter() - wall:.2f} s, CPU {time.process_time() - cpu:.2f} s, "
+              f"Arrow peak {pa.default_memory_pool().max_memory() / MIB:.0f} MiB")
+        print(profiler.output_text(unicode=False, color=False, show_all=False))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return 0
+
+
 def compare(job: str, rows: int, variants: list[str], repeat: int, scratch: Path) -> dict[str, list[Sample]]:
     data = data_dir(rows)
     return interleaved(
@@ -588,12 +611,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="rounds at the small size")
     parser.add_argument("--repeat-large", type=int, default=5, help="rounds at the large size")
     parser.add_argument("--jobs", nargs="+", default=list(JOBS))
+    parser.add_argument("--profile", metavar="JOB", help="print a pyinstrument profile of the specialist on JOB at the small size")
     parser.add_argument("--worker", nargs=4, metavar=("VARIANT", "JOB", "DATA", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         variant, job, data, out = args.worker
         print(json.dumps(worker(variant, job, Path(data), Path(out))))
         return 0
+    if args.profile:
+        return profile(args.profile, min(args.sizes))
 
     started = time.perf_counter()
     small, *larger = sorted(args.sizes)
