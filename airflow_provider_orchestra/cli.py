@@ -2,7 +2,7 @@
 
     orchestra run CONFIG [--checkpoint URL] [--thread-id ID] [--interrupt-before NODE ...] [--json]
     orchestra resume THREAD_ID --checkpoint URL [--json]     (URL default: $ORCHESTRA_CHECKPOINT_URL)
-    orchestra validate CONFIG
+    orchestra validate CONFIG [--offline]
     orchestra schema
     orchestra sample DIR
 
@@ -264,7 +264,20 @@ def cmd_validate(args, out: TextIO, err: TextIO) -> int:
     from airflow_provider_orchestra.core.sync import order_sync_points
 
     config = read_config_file(args.config)
-    print(f"{args.config}: valid workflow config {config.workflow_id!r} with {len(config.batches)} batches", file=out)
+    if not args.offline:
+        from airflow_provider_orchestra.specialists.io.preflight import source_problems
+
+        problems = source_problems(config)
+        if problems:
+            print(f"orchestra: {args.config}: {len(problems)} problem(s) with its sources and sinks:", file=err)
+            for problem in problems:
+                print(f"  {problem}", file=err)
+            return EXIT_BAD_INPUT
+    checked = "sources not checked (--offline)" if args.offline else "sources and connections found"
+    print(
+        f"{args.config}: valid workflow config {config.workflow_id!r} with {len(config.batches)} batches; {checked}",
+        file=out,
+    )
     for batch in config.batches:
         print(f"  {batch.batch_id:<28} {batch.source.kind:<8} -> {route(batch.type, batch.source_type, batch.priority)}", file=out)
     points = order_sync_points(config.sync_points, config.branch_dependencies, [b.batch_id for b in config.batches])
@@ -352,8 +365,16 @@ def build_parser() -> argparse.ArgumentParser:
     run_options(resume)
     resume.set_defaults(handler=cmd_resume)
 
-    validate = sub.add_parser("validate", help="validate a workflow config and show its routing")
+    validate = sub.add_parser(
+        "validate",
+        help="validate a workflow config, check its sources exist and connections are defined, show its routing",
+    )
     validate.add_argument("config", metavar="CONFIG")
+    validate.add_argument(
+        "--offline",
+        action="store_true",
+        help="only validate the config: skip checking data roots, source files and connections",
+    )
     validate.set_defaults(handler=cmd_validate)
 
     schema = sub.add_parser("schema", help="print the JSON schema of the workflow config")

@@ -189,32 +189,91 @@ def execute_branch(
     on_progress: Callable[[dict], None] | None = None,
     wait_seconds: float = DEFAULT_RESOURCE_WAIT_SECONDS,
 ) -> BranchResult:
-    """Run one branch through the agent factory: spec -> allocate -> instantiate -> run ->
-    record -> release (also on failure). While the pool is exhausted it waits for a lease
-    (up to ``wait_seconds``, backing off). Data problems come back as a failed result; a
-    missing template or a pool still exhausted after the wait raises."""
-    from airflow_provider_orchestra.factory.selection import required_capabilities_for
-    from airflow_provider_orchestra.factory.specification import TaskRequirements
+    """Run one branch through the agent factory: requirements (factory.requirements) ->
+    spec -> allocate -> instantiate -> run -> record -> release (also on failure). While the
+    pool is exhausted it waits for a lease (up to ``wait_seconds``, backing off).
 
-    requirements = TaskRequirements(
-        capabilities_needed=sorted(required_capabilities_for(task.specialist)),
-        specialist=task.specialist,
-        description=f"{task.specialist} for branch {task.branch_id}",
-        batch_size=task.record_batch_rows,
-        resources=task.allocation.resources,
-    )
+    The result carries the factory's events for this branch (``events``). A branch that
+    fails, for a data problem, a template that cannot be created or an unexpected error,
+    comes back as a failed result naming the error (an unexpected one with its traceback
+    in ``details["traceback"]``), so both runtimes report the same. Raised instead: a pool
+    still exhausted after the wait (ResourceUnavailableError), and a run stopped from
+    outside (an exception whose ``counts_against_template`` is False, e.g. a cancellation).
+    """
+    from airflow_provider_orchestra.core.errors import AgentCreationError, NoSuitableAgentError
+    from airflow_provider_orchestra.factory.requirements import branch_requirements
+
+    requirements = branch_requirements(task)
     context = {"workflow_id": task.workflow_id, "run_id": task.run_id, "branch_id": task.branch_id, "round": task.round}
     started = time.monotonic()
-    with _agent_when_resources_free(factory, requirements, holder, context, wait_seconds) as agent:
-        result = agent.run(task, saver=saver, thread_id=thread_id, connections=connections, on_progress=on_progress)
-    seconds = result.metrics.execution_seconds
-    factory.record_outcome(
-        agent.agent_type,
-        success=result.status == "success",
-        seconds=seconds if seconds is not None else time.monotonic() - started,
-        quality=result.metrics.quality,
-    )
-    return result
+    with factory.recording() as events:
+        try:
+            with _agent_when_resources_free(factory, requirements, holder, context, wait_seconds) as agent:
+                try:
+                    result = agent.run(task, saver=saver, thread_id=thread_id, connections=connections, on_progress=on_progress)
+                except Exception as exc:
+                    if not getattr(exc, "counts_against_template", True):
+                        raise
+                    log.error("branch %s crashed", task.branch_id, exc_info=True)
+                    result = crashed_result(task, exc, seconds=time.monotonic() - started)
+            seconds = result.metrics.execution_seconds
+            factory.record_outcome(
+                agent.agent_type,
+                success=result.status == "success",
+                seconds=seconds if seconds is not None else time.monotonic() - started,
+                quality=result.metrics.quality,
+            )
+        except (NoSuitableAgentError, AgentCreationError) as exc:
+            result = failed_result(
+                task, f"{task.branch_id}: {type(exc).__name__}: {exc}", seconds=time.monotonic() - started
+            )
+    return result.model_copy(update={"events": [dict(e) for e in events]})
+
+
+TRACEBACK_LINES = 60
+"""Lines of an unexpected error's traceback kept in a branch result (the innermost)."""
+
+
+def crashed_result(task: BranchTask, exc: BaseException, *, seconds: float | None = None) -> BranchResult:
+    """A branch stopped by an error no step expected: failed, naming the error, with the
+    innermost part of its traceback kept in ``details["traceback"]``."""
+    import traceback
+
+    lines = "".join(traceback.format_exception(exc)).splitlines()
+    result = failed_result(task, f"{task.branch_id}: crashed: {type(exc).__name__}: {exc}", seconds=seconds)
+    return result.model_copy(update={"details": {"traceback": lines[-TRACEBACK_LINES:]}})
+
+
+def plan_round(
+    config: WorkflowConfig,
+    allocations: Iterable[BranchAllocation],
+    *,
+    run_id: str,
+    factory,
+    holder: str,
+    wait_seconds: float = DEFAULT_RESOURCE_WAIT_SECONDS,
+) -> tuple[list[BranchTask], list[dict[str, Any]]]:
+    """The parallel_coordinator step: the round's BranchTasks, and the factory's events.
+
+    When requirement analysis asks for a PIPELINE_COORDINATION agent (more than two
+    specialised agents in the round), the factory creates one and it plans the round;
+    otherwise the round is planned directly.
+    """
+    from airflow_provider_orchestra.factory.requirements import analyze_requirements
+
+    allocations = list(allocations)
+    tasks = plan_tasks(config, allocations, run_id=run_id)
+    needs = analyze_requirements(tasks)
+    if needs.coordination is None:
+        return tasks, []
+    rounds = sorted({t.round for t in tasks})
+    context = {"workflow_id": config.workflow_id, "run_id": run_id, "rounds": rounds, "coordinates": needs.specialised}
+    started = time.monotonic()
+    with factory.recording() as events:
+        with _agent_when_resources_free(factory, needs.coordination, holder, context, wait_seconds) as coordinator:
+            tasks = coordinator.plan(config, allocations, run_id=run_id)
+        factory.record_outcome(coordinator.agent_type, success=True, seconds=time.monotonic() - started)
+    return tasks, [dict(e) for e in events]
 
 
 @contextlib.contextmanager

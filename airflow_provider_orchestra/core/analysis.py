@@ -139,10 +139,14 @@ def select_mode(
 
 
 def allocate_branches(
-    config: WorkflowConfig, per_branch: ResourceRequest | None = None
+    config: WorkflowConfig,
+    per_branch: ResourceRequest | None = None,
+    descriptors: Sequence[BatchDescriptor] = (),
 ) -> list[BranchAllocation]:
-    """One branch per batch, in dependency order, each routed to its specialist."""
+    """One branch per batch, in dependency order, each routed to its specialist and
+    carrying the rows measured of it (when ``descriptors`` has it)."""
     per_branch = per_branch or ResourceRequest()
+    rows = {d.batch_id: d.rows for d in descriptors}
     deps = config.branch_dependencies
     order = topological_order([b.batch_id for b in config.batches], deps)
     allocations = []
@@ -159,6 +163,7 @@ def allocate_branches(
                 specialist=route(batch.type, batch.source_type, batch.priority),
                 resources=per_branch,
                 depends_on=list(deps.get(batch_id, [])),
+                rows=rows.get(batch_id),
             )
         )
     return allocations
@@ -187,5 +192,5 @@ def analyze(
         max_branches=max_branches,
         complexity=complexity,
         resources=resources,
-        allocations=allocate_branches(config, per_branch),
+        allocations=allocate_branches(config, per_branch, descriptors),
     )

@@ -8,6 +8,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,35 @@ def safe_name(value: str) -> str:
 
 def integrated_output_path(output_root: str | os.PathLike, workflow_id: str, run_id: str) -> Path:
     return Path(output_root) / safe_name(workflow_id) / safe_name(run_id) / MANIFEST_NAME
+
+
+FACTORY_SOURCE = "agent_factory"
+"""``source`` of the timeline entries that come from the agent factory."""
+
+
+def factory_timeline(events: Iterable[dict[str, Any]], **tags: Any) -> list[dict[str, Any]]:
+    """Agent-factory events as run timeline entries, tagged with where they belong."""
+    return [{**e, **tags, "source": FACTORY_SOURCE} for e in events]
+
+
+def branch_timeline(result: BranchResult) -> list[dict[str, Any]]:
+    """One branch attempt in the run's timeline, the same in both runtimes: the factory's
+    events for it (specified, allocated, created, released, outcome, errors) and
+    ``branch_finished`` (when its result was ready), in the order they happened."""
+    events = [
+        *factory_timeline(result.events, branch_id=result.branch_id, round=result.round),
+        {
+            "timestamp": result.completed_at.isoformat(),
+            "event": "branch_finished",
+            "branch_id": result.branch_id,
+            "specialist": result.specialist,
+            "round": result.round,
+            "status": result.status,
+            "agent_id": result.agent_id,
+            "error": result.error,
+        },
+    ]
+    return sorted(events, key=lambda e: datetime.fromisoformat(e["timestamp"]))
 
 
 def build_final_report(

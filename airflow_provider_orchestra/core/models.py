@@ -333,6 +333,7 @@ class BranchAllocation(_Model):
     round: int = Field(default=1, ge=1)
     strategy: Literal["primary", "fallback"] = "primary"
     depends_on: list[str] = Field(default_factory=list)
+    rows: int | None = Field(default=None, ge=0, description="rows the analyzer measured (None: not measured)")
 
 
 class AnalysisResult(_Model):
@@ -403,6 +404,11 @@ class BranchResult(_Model):
     agent_id: str | None = None
     completed_at: datetime = Field(default_factory=utcnow)
     details: dict[str, Any] = Field(default_factory=dict)
+    events: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="the agent factory's events for this attempt (specified, allocated, created, "
+        "released, outcome, errors), in order; they join the run's timeline",
+    )
 
 
 class SyncDecision(_Model):

@@ -15,6 +15,7 @@ from airflow_provider_orchestra.factory.capabilities import (
     UnknownCapabilityError,
     parse_capabilities,
 )
+from airflow_provider_orchestra.factory.claims import DEFAULT_CLAIM_TTL_SECONDS, RunClaim, RunClaims, RunInUseError
 from airflow_provider_orchestra.factory.factory import AgentFactory
 from airflow_provider_orchestra.factory.history import (
     NEVER_RUN_SUCCESS_RATE,
@@ -42,9 +43,11 @@ from airflow_provider_orchestra.factory.registry import (
     register_template_set,
 )
 from airflow_provider_orchestra.factory.requirements import (
-    HIGH_VOLUME_ROWS,
     VALIDATION_QUALITY_REQUIRED,
+    RequirementAnalysis,
     analyze_requirements,
+    branch_requirements,
+    is_high_volume,
 )
 from airflow_provider_orchestra.factory.selection import (
     SPECIALIST_CAPABILITIES,
@@ -64,9 +67,9 @@ from airflow_provider_orchestra.factory.store import (
 )
 
 __all__ = [
+    "DEFAULT_CLAIM_TTL_SECONDS",
     "DEFAULT_LEASE_TTL_SECONDS",
     "DEFAULT_NAMESPACE",
-    "HIGH_VOLUME_ROWS",
     "NEVER_RUN_SUCCESS_RATE",
     "SPECIALIST_CAPABILITIES",
     "VALIDATION_QUALITY_REQUIRED",
@@ -83,9 +86,13 @@ __all__ = [
     "NoSuitableAgentError",
     "PerformanceHistory",
     "PostgresStore",
+    "RequirementAnalysis",
     "ResourceLedger",
     "ResourceUnavailableError",
     "ResourceUsage",
+    "RunClaim",
+    "RunClaims",
+    "RunInUseError",
     "SQLiteStore",
     "Store",
     "TaskRequirements",
@@ -97,7 +104,9 @@ __all__ = [
     "UnknownCapabilityError",
     "UnknownTemplateSetError",
     "analyze_requirements",
+    "branch_requirements",
     "default_registry",
+    "is_high_volume",
     "load_template_set",
     "open_store",
     "parse_capabilities",

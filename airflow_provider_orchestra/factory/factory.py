@@ -1,11 +1,14 @@
 """The agent factory: requirements -> specification -> lease -> agent -> release.
 
 Every specification, allocation, creation, release, outcome and error is appended to
-``AgentFactory.timeline`` as a dict with an ISO timestamp.
+``AgentFactory.timeline`` as a dict with an ISO timestamp, and to every
+:meth:`AgentFactory.recording` open in the context that caused it (so a branch gets back
+exactly its own events, also when branches share a factory across threads).
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 import uuid
@@ -36,18 +39,17 @@ from airflow_provider_orchestra.factory.registry import (
     default_registry,
 )
 from airflow_provider_orchestra.factory.selection import CandidateScore, score_candidates
-from airflow_provider_orchestra.factory.specification import (
-    AgentSpecification,
-    TaskRequirements,
-    performance_targets,
-    quality_thresholds,
-    specialization_parameters,
-)
+from airflow_provider_orchestra.factory.specification import AgentSpecification, TaskRequirements, specify
 from airflow_provider_orchestra.factory.store import DEFAULT_NAMESPACE, open_store
 
 # A background heartbeat renews a lease this many times per TTL, so one missed beat
 # (a slow store) does not lose it.
 HEARTBEATS_PER_TTL = 3
+
+# (factory, event list) pairs of the recordings open in the current context.
+_RECORDINGS: contextvars.ContextVar[tuple[tuple[AgentFactory, list[dict[str, Any]]], ...]] = contextvars.ContextVar(
+    "orchestra_factory_recordings", default=()
+)
 
 
 def _now() -> datetime:
@@ -65,8 +67,12 @@ class _LeaseKeeper:
         self._factory = factory
         self._lease = lease
         self._stop = threading.Event()
+        # Run in a copy of the holder's context: its recordings get the heartbeat's errors.
         self._thread = threading.Thread(
-            target=self._run, name=f"lease-keeper-{lease.lease_id[:8]}", daemon=True
+            target=contextvars.copy_context().run,
+            args=(self._run,),
+            name=f"lease-keeper-{lease.lease_id[:8]}",
+            daemon=True,
         )
 
     def start(self) -> _LeaseKeeper:
@@ -133,7 +139,22 @@ class AgentFactory:
     def _event(self, event: str, **details: Any) -> dict[str, Any]:
         entry = {"timestamp": _now().isoformat(), "event": event, **details}
         self.timeline.append(entry)
+        for factory, events in _RECORDINGS.get():
+            if factory is self:
+                events.append(entry)
         return entry
+
+    @contextmanager
+    def recording(self) -> Iterator[list[dict[str, Any]]]:
+        """A list that receives, in order, the events this factory emits for work done in
+        the current context (thread, or asyncio task) while the block runs, including the
+        heartbeats of leases taken inside it."""
+        events: list[dict[str, Any]] = []
+        token = _RECORDINGS.set((*_RECORDINGS.get(), (self, events)))
+        try:
+            yield events
+        finally:
+            _RECORDINGS.reset(token)
 
     def _error(self, stage: str, exc: BaseException, **details: Any) -> None:
         self._event("agent_factory_error", stage=stage, error_type=type(exc).__name__, error=str(exc), **details)
@@ -166,21 +187,14 @@ class AgentFactory:
         best = ranked[0]
         entry = self.registry.get(best.agent_type)
         created_at = _now()
-        params = specialization_parameters(
-            requirements,
+        spec = specify(
+            entry.agent_type,
             entry.capabilities,
+            entry.resources,
+            requirements,
             agent_id=new_agent_id(entry.agent_type, created_at),
             context=context,
             created_at=created_at,
-        )
-        spec = AgentSpecification(
-            agent_type=entry.agent_type,
-            capabilities=sorted(requirements.required, key=lambda c: c.value),
-            resource_requirements=requirements.resources or entry.resources,
-            performance_targets=performance_targets(params),
-            specialization_parameters=params,
-            quality_thresholds=quality_thresholds(params),
-            monitoring_enabled=bool(context.get("monitoring_required", True)),
         )
         self._event(
             "agent_specified",

@@ -191,3 +191,31 @@ def quality_thresholds(params: Mapping[str, Any]) -> dict[str, float]:
     if "confidence_level" in params:
         thresholds["confidence"] = float(params["confidence_level"])
     return thresholds
+
+
+def specify(
+    agent_type: str,
+    template_capabilities: Iterable[Capability],
+    template_resources: ResourceRequest,
+    requirements: TaskRequirements,
+    *,
+    agent_id: str,
+    context: Mapping[str, Any] | None = None,
+    created_at: datetime | None = None,
+) -> AgentSpecification:
+    """The specification of an agent of ``agent_type`` (a template with these capabilities
+    and resources) for ``requirements``. ``context`` travels as ``task_context``; its
+    ``monitoring_required`` (default True) sets ``monitoring_enabled``."""
+    context = dict(context or {})
+    params = specialization_parameters(
+        requirements, template_capabilities, agent_id=agent_id, context=context, created_at=created_at
+    )
+    return AgentSpecification(
+        agent_type=agent_type,
+        capabilities=sorted(requirements.required, key=lambda c: c.value),
+        resource_requirements=requirements.resources or template_resources,
+        performance_targets=performance_targets(params),
+        specialization_parameters=params,
+        quality_thresholds=quality_thresholds(params),
+        monitoring_enabled=bool(context.get("monitoring_required", True)),
+    )

@@ -1,8 +1,9 @@
 """The factory's shared store: a SQLite file (default) or a Postgres database.
 
-Both the resource ledger and the performance history live here, in three tables named
-``<namespace>_capacity``, ``<namespace>_leases`` and ``<namespace>_template_stats``.
-Queries are written once with ``{capacity}``/``{leases}``/``{stats}`` for the tables and
+The resource ledger, the performance history and the run claims live here, in tables named
+``<namespace>_capacity``, ``<namespace>_leases``, ``<namespace>_template_stats`` and
+``<namespace>_run_claims``. Queries are written once with ``{capacity}``/``{leases}``/
+``{stats}``/``{runs}`` for the tables and
 ``%s`` for parameters; each dialect renders them (Postgres through ``psycopg.sql``).
 Tables are created on first use, idempotently, also when several processes start at once.
 
@@ -27,8 +28,8 @@ from airflow_provider_orchestra.core.errors import LedgerUnavailableError
 
 DEFAULT_NAMESPACE = "orchestra"
 _NAMESPACE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
-TABLES = ("capacity", "leases", "stats")
-_TABLE_SUFFIX = {"capacity": "capacity", "leases": "leases", "stats": "template_stats"}
+TABLES = ("capacity", "leases", "stats", "runs")
+_TABLE_SUFFIX = {"capacity": "capacity", "leases": "leases", "stats": "template_stats", "runs": "run_claims"}
 
 # How long a writer waits for another process's transaction before the store counts as
 # unavailable.
@@ -162,6 +163,14 @@ _PORTABLE_DDL = (
         quality_samples BIGINT NOT NULL,
         total_quality {real} NOT NULL,
         last_run_at {real} NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS {runs} (
+        thread_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        acquired_at {real} NOT NULL,
+        expires_at {real} NOT NULL
     )""",
 )
 

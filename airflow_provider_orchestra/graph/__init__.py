@@ -5,6 +5,7 @@ cancellation and checkpoints work, and :mod:`airflow_provider_orchestra.graph.ru
 running it to its end or a pause.
 """
 
+from airflow_provider_orchestra.factory.claims import RunInUseError
 from airflow_provider_orchestra.graph.checkpointing import open_checkpointer
 from airflow_provider_orchestra.graph.quorum import BranchCancelled, RoundBoard
 from airflow_provider_orchestra.graph.runner import (
@@ -30,6 +31,7 @@ __all__ = [
     "GraphState",
     "RoundBoard",
     "RunExistsError",
+    "RunInUseError",
     "RunNotFoundError",
     "RunOutcome",
     "branch_thread_id",

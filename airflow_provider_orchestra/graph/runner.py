@@ -3,14 +3,16 @@ from its checkpoint store, streaming branch progress to a callback."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
+from airflow_provider_orchestra import runtime
 from airflow_provider_orchestra.core.errors import OrchestraError
 from airflow_provider_orchestra.core.models import FinalReport, WorkflowConfig, parse_config
 from airflow_provider_orchestra.graph.checkpointing import close_saver, open_checkpointer
@@ -105,26 +107,30 @@ def run_workflow(
     clock: Callable[[], float] = time.monotonic,
 ) -> RunOutcome:
     """Start a new run under ``thread_id`` (default: a fresh one) and drive it to its end
-    or first pause. Raises RunExistsError if that thread already has checkpoints."""
+    or first pause. Raises RunExistsError if that thread already has checkpoints, and
+    RunInUseError while another process runs it (the thread id is claimed in the factory's
+    store for the run's duration)."""
     cfg = parse_config(config)
     thread_id = thread_id or new_thread_id(cfg)
+    factory = factory or runtime.open_factory(config=cfg)
     saver = open_checkpointer(checkpoint)
     try:
-        graph = build_workflow_graph(
-            cfg,
-            factory=factory,
-            checkpointer=saver,
-            interrupt_before=interrupt_before,
-            connections=connections,
-            clock=clock,
-        )
-        if graph.get_state({"configurable": {"thread_id": thread_id}}).values:
-            raise RunExistsError(
-                f"thread id {thread_id!r} already has a run in this checkpoint store; resume it instead"
+        with owning_thread(factory, thread_id):
+            graph = build_workflow_graph(
+                cfg,
+                factory=factory,
+                checkpointer=saver,
+                interrupt_before=interrupt_before,
+                connections=connections,
+                clock=clock,
             )
-        graph_input = initial_state(cfg, thread_id)
-        graph_input["checkpoint_data"] = {"interrupt_before": list(interrupt_before)}
-        return _drive(graph, graph_input, thread_id, on_event)
+            if graph.get_state({"configurable": {"thread_id": thread_id}}).values:
+                raise RunExistsError(
+                    f"thread id {thread_id!r} already has a run in this checkpoint store; resume it instead"
+                )
+            graph_input = initial_state(cfg, thread_id)
+            graph_input["checkpoint_data"] = {"interrupt_before": list(interrupt_before)}
+            return _drive(graph, graph_input, thread_id, on_event)
     finally:
         if saver is not checkpoint:
             close_saver(saver)
@@ -141,29 +147,35 @@ def resume_workflow(
     clock: Callable[[], float] = time.monotonic,
 ) -> RunOutcome:
     """Continue the run of ``thread_id`` from its latest checkpoint (after a pause or a
-    crash). A finished run is reported again without doing anything."""
+    crash). A finished run is reported again without doing anything. Raises RunInUseError
+    while another process runs it."""
     saver = open_checkpointer(checkpoint)
     try:
-        graph = build_workflow_graph(
-            None,
-            factory=factory,
-            checkpointer=saver,
-            interrupt_before=interrupt_before,
-            connections=connections,
-            clock=clock,
-        )
-        snapshot = graph.get_state({"configurable": {"thread_id": thread_id}})
-        if not snapshot.values:
+        values = build_workflow_graph(None, checkpointer=saver).get_state({"configurable": {"thread_id": thread_id}}).values
+        if not values:
             raise RunNotFoundError(f"no run with thread id {thread_id!r} in this checkpoint store")
-        if not interrupt_before:
-            # Keep the pauses the run was started with.
-            pauses = _started_pauses(snapshot.values)
-            if pauses:
-                graph = build_workflow_graph(
-                    None, factory=factory, checkpointer=saver, interrupt_before=pauses,
-                    connections=connections, clock=clock,
-                )
-        return _drive(graph, None, thread_id, on_event)
+        factory = factory or runtime.open_factory(config=values.get("config"))
+        with owning_thread(factory, thread_id):
+            graph = build_workflow_graph(
+                None,
+                factory=factory,
+                checkpointer=saver,
+                # Without pauses asked for now, keep the ones the run was started with.
+                interrupt_before=list(interrupt_before) or _started_pauses(values),
+                connections=connections,
+                clock=clock,
+            )
+            return _drive(graph, None, thread_id, on_event)
     finally:
         if saver is not checkpoint:
             close_saver(saver)
+
+
+@contextlib.contextmanager
+def owning_thread(factory: Any, thread_id: str) -> Iterator[None]:
+    """Hold ``thread_id`` for this process while the block runs (see factory.claims): a
+    second process running or resuming it at the same time gets RunInUseError."""
+    from airflow_provider_orchestra.factory.claims import RunClaims
+
+    with RunClaims(factory.ledger.store).owning(thread_id):
+        yield

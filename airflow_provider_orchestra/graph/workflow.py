@@ -156,6 +156,11 @@ def branch_thread_id(workflow_thread_id: str, branch_id: str, round: int) -> str
     return f"{workflow_thread_id}/{branch_id}/{round}"
 
 
+def coordinator_holder(workflow_thread_id: str, round: int) -> str:
+    """The ledger holder of a round's coordinating agent."""
+    return f"{workflow_thread_id}/coordinator/{round}"
+
+
 def _thread_id(config: RunnableConfig) -> str:
     return str(config["configurable"]["thread_id"])
 
@@ -182,7 +187,6 @@ class _WorkflowNodes:
         self.specialists: tuple[str, ...] = ()
         self._factory = factory
         self._factory_lock = threading.Lock()
-        self._factory_cursor = 0
 
     # ------------------------------------------------------------------ shared bits
 
@@ -198,16 +202,6 @@ class _WorkflowNodes:
             if self._factory is None:
                 self._factory = runtime.open_factory(config=config)
             return self._factory
-
-    def factory_events(self) -> list[dict[str, Any]]:
-        """Factory timeline entries (specifications, allocations, creations, errors) not
-        yet copied into the workflow timeline."""
-        if self._factory is None:
-            return []
-        with self._factory_lock:
-            entries = list(self._factory.timeline[self._factory_cursor :])
-            self._factory_cursor += len(entries)
-        return [{**e, "source": "agent_factory"} for e in entries]
 
     def open_board(self, thread_id: str, values: Any, ended: Mapping[str, str] | None = None) -> RoundBoard:
         config = _value(values, "config") or self.config
@@ -271,7 +265,6 @@ class _WorkflowNodes:
                 "resources": analysis.resources.model_dump(),
             },
             "execution_timeline": [
-                *self.factory_events(),
                 _event(
                     "data_batch_analysis",
                     batches=len(descriptors),
@@ -286,9 +279,16 @@ class _WorkflowNodes:
 
     def parallel_coordinator(self, state: GraphState, config: RunnableConfig) -> dict[str, Any]:
         cfg = self.workflow_config(state)
-        tasks = runtime.plan_tasks(cfg, state.allocations, run_id=state.run_id)
+        thread_id = _thread_id(config)
+        tasks, factory_events = runtime.plan_round(
+            cfg,
+            state.allocations,
+            run_id=state.run_id,
+            factory=self.factory_for(cfg),
+            holder=coordinator_holder(thread_id, state.round),
+        )
         update = {"branch_tasks": tasks}
-        self.boards.replace(self.open_board(_thread_id(config), {**dict(state), **update}))
+        self.boards.replace(self.open_board(thread_id, {**dict(state), **update}))
         grouped = runtime.group_by_specialist(tasks, self.specialists)
         return {
             **update,
@@ -302,7 +302,8 @@ class _WorkflowNodes:
                     by_specialist={k: [t.branch_id for t in v] for k, v in grouped.items() if v},
                     max_branches=state.analysis.max_branches,
                     concurrency=concurrency_cap(state.analysis),
-                )
+                ),
+                *integration.factory_timeline(factory_events, round=state.round),
             ],
         }
 
@@ -352,18 +353,7 @@ class _WorkflowNodes:
                     "rows_out": float(result.metrics.rows_out),
                 }
             },
-            "execution_timeline": [
-                *self.factory_events(),
-                _event(
-                    "branch_finished",
-                    branch_id=task.branch_id,
-                    specialist=task.specialist,
-                    round=task.round,
-                    status=result.status,
-                    agent_id=result.agent_id,
-                    error=result.error,
-                )
-            ],
+            "execution_timeline": integration.branch_timeline(result),
         }
 
     def _execute(
@@ -469,7 +459,6 @@ class _WorkflowNodes:
             "sync": decision,
             "completed_processing_branches": latest,
             "execution_timeline": [
-                *self.factory_events(),
                 _event(
                     "synchronization_checkpoint",
                     round=state.round,
@@ -558,7 +547,7 @@ class _WorkflowNodes:
             merge_report=state.merge,
             gate_result=state.gate,
             results=state.branch_results,
-            timeline=chronological([*state.execution_timeline, *self.factory_events(), event]),
+            timeline=chronological([*state.execution_timeline, event]),
         )
         return {"report": report, "status": report.status, "execution_timeline": [event]}
 

@@ -174,8 +174,11 @@ class OrchestraBaseOperator(BaseOperator):
         return context["ti"].xcom_pull(task_ids=round_layout.gate, key=GATE_RESULT_KEY)
 
     def timeline(self, context: Context, last_round: int) -> list[dict[str, Any]]:
-        """The run's decisions, from what each step returned: plans, sync decisions, gates.
+        """The run's decisions, from what each step returned: plans, the agent factory's
+        events (of the coordinator and of every branch attempt), sync decisions, gates.
         Event names are the native graph's, so timelines read the same in both runtimes."""
+        from airflow_provider_orchestra.core.integration import branch_timeline, factory_timeline
+
         ti = context["ti"]
         events: list[dict[str, Any]] = []
         analysis = self.analysis(context)
@@ -197,6 +200,9 @@ class OrchestraBaseOperator(BaseOperator):
             own = set(rl.specialists.values())
             ran = sorted(b for b, (task_id, _) in plan["branches"].items() if task_id in own)
             events.append({"event": "parallel_coordination", "round": r, "timestamp": plan["started_at"], "branches": ran})
+            events += factory_timeline(plan.get("factory_events") or [], round=r)
+            for result in sorted(self.round_results(context, rl), key=lambda b: b.completed_at):
+                events += branch_timeline(result)
             if (sync := ti.xcom_pull(task_ids=rl.sync_point)) is not None:
                 events.append(
                     {

@@ -24,7 +24,7 @@ from airflow_provider_orchestra.core.models import (
     SyncDecision,
     WorkflowConfig,
 )
-from airflow_provider_orchestra.hooks.agent_factory import DEFAULT_FACTORY_CONN_ID, AgentFactoryHook
+from airflow_provider_orchestra.hooks.agent_factory import DEFAULT_FACTORY_CONN_ID, AgentFactoryHook, holder_for
 from airflow_provider_orchestra.operators.base import OrchestraBaseOperator
 from airflow_provider_orchestra.operators.layout import GATE_RESULT_KEY, branch_tasks_key
 
@@ -132,9 +132,17 @@ class OrchestraCoordinatorOperator(OrchestraBaseOperator):
     succeeded in an earlier round and are not run again (at their earlier instance), and
     ``succeeded_before`` lists every earlier success (a weak one re-run for a revision keeps
     it if the re-run fails), so the quorum is over the run's branches, as in the native graph.
+    ``factory_events`` are the agent factory's events of a coordinating agent (created when
+    requirement analysis asks for one; see ``runtime.plan_round``).
+
+    :param factory_conn_id: the agent-factory connection.
     """
 
     ui_color = "#d2e3fc"
+
+    def __init__(self, *, factory_conn_id: str = DEFAULT_FACTORY_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.factory_conn_id = factory_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_orchestra import runtime
@@ -144,7 +152,13 @@ class OrchestraCoordinatorOperator(OrchestraBaseOperator):
         allocations = self.round_allocations(context, rl)
         if allocations is None:
             raise AirflowFailException(f"round {rl.round}: {rl.planner!r} returned no allocations")
-        tasks = runtime.plan_tasks(config, allocations, run_id=context["ti"].run_id)
+        tasks, factory_events = runtime.plan_round(
+            config,
+            allocations,
+            run_id=context["ti"].run_id,
+            factory=AgentFactoryHook(self.factory_conn_id, config=config).get_factory(),
+            holder=holder_for(context),
+        )
         try:
             grouped = runtime.group_by_specialist(tasks, self.layout.specialists)
         except OrchestraError as exc:
@@ -174,6 +188,7 @@ class OrchestraCoordinatorOperator(OrchestraBaseOperator):
             "sync": config.sync.model_dump(mode="json"),
             "succeeded_before": sorted(earlier),
             "workflow_mode": self.analysis(context).workflow_mode,
+            "factory_events": factory_events,
         }
 
 

@@ -1,21 +1,24 @@
-"""The five specialists as agent-factory templates, and a way to run one without the
-factory (benchmarks, tests, the command line)."""
+"""The default agent-factory templates (the five specialists and the pipeline
+coordinator), and a way to run a specialist without the factory (benchmarks, tests) that
+asks for the same requirements and picks the same template as the factory would."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from airflow_provider_orchestra.core.models import BranchResult, BranchTask, ResourceRequest, SpecialistName
+from airflow_provider_orchestra.core.models import BranchResult, BranchTask, ResourceRequest
 from airflow_provider_orchestra.factory.capabilities import Capability
 from airflow_provider_orchestra.specialists.aggregation import (
     PriorityAggregationSpecialist,
     QualityAggregationSpecialist,
 )
 from airflow_provider_orchestra.specialists.base import Specialist
+from airflow_provider_orchestra.specialists.coordination import PipelineCoordinator
 from airflow_provider_orchestra.specialists.engine import ProgressCallback
 from airflow_provider_orchestra.specialists.ingestion import StreamingIngestionSpecialist
 from airflow_provider_orchestra.specialists.transformation import RealtimeTransformationSpecialist
@@ -34,17 +37,6 @@ SPECIALIST_CLASSES: Mapping[str, type[Specialist]] = MappingProxyType(
     }
 )
 
-SPECIALIST_FOR_BRANCH: Mapping[SpecialistName, str] = MappingProxyType(
-    {
-        "data_ingestion_branch_alpha": StreamingIngestionSpecialist.agent_type,
-        "data_validation_branch_beta": BatchValidationSpecialist.agent_type,
-        "data_transformation_branch_gamma": RealtimeTransformationSpecialist.agent_type,
-        "data_aggregation_branch_primary": PriorityAggregationSpecialist.agent_type,
-        "data_quality_branch_secondary": QualityAggregationSpecialist.agent_type,
-    }
-)
-"""The default agent type of each workflow branch (core.models.SPECIALISTS)."""
-
 TEMPLATE_CAPABILITIES: Mapping[str, frozenset[Capability]] = MappingProxyType(
     {
         StreamingIngestionSpecialist.agent_type: frozenset({Capability.DATA_INGESTION}),
@@ -52,8 +44,12 @@ TEMPLATE_CAPABILITIES: Mapping[str, frozenset[Capability]] = MappingProxyType(
         RealtimeTransformationSpecialist.agent_type: frozenset({Capability.DATA_TRANSFORMATION}),
         PriorityAggregationSpecialist.agent_type: frozenset({Capability.DATA_AGGREGATION}),
         QualityAggregationSpecialist.agent_type: frozenset({Capability.DATA_AGGREGATION, Capability.QUALITY_MONITORING}),
+        PipelineCoordinator.agent_type: frozenset({Capability.PIPELINE_COORDINATION}),
     }
 )
+"""What each template offers. A branch asks for what its specialist declares
+(factory.selection.required_capabilities_for, specialised by factory.requirements); the
+factory picks the best template covering that."""
 
 # Memory covers one record batch in and out plus DuckDB's working set (which spills to
 # disk beyond half of it); the validation and aggregation engines hash whole columns.
@@ -64,13 +60,17 @@ TEMPLATE_RESOURCES: Mapping[str, ResourceRequest] = MappingProxyType(
         RealtimeTransformationSpecialist.agent_type: ResourceRequest(cpu=1.0, memory_mb=768.0),
         PriorityAggregationSpecialist.agent_type: ResourceRequest(cpu=2.0, memory_mb=1024.0),
         QualityAggregationSpecialist.agent_type: ResourceRequest(cpu=1.0, memory_mb=1024.0),
+        PipelineCoordinator.agent_type: ResourceRequest(cpu=0.1, memory_mb=64.0),
     }
 )
 
+AGENT_CLASSES: Mapping[str, type] = MappingProxyType({**SPECIALIST_CLASSES, PipelineCoordinator.agent_type: PipelineCoordinator})
+"""Every default template: the five specialists and the pipeline coordinator."""
+
 
 def register_default_templates(registry: Any) -> None:
-    """Register the five specialists on a factory template registry."""
-    for agent_type, cls in SPECIALIST_CLASSES.items():
+    """Register the default templates (AGENT_CLASSES) on a factory template registry."""
+    for agent_type, cls in AGENT_CLASSES.items():
         registry.register_agent_template(
             agent_type,
             cls,
@@ -81,27 +81,42 @@ def register_default_templates(registry: Any) -> None:
         )
 
 
-def default_specification(agent_type: str, *, agent_id: str, quality_threshold: float | None = None, iteration_limit: int | None = None) -> Any:
-    """The AgentSpecification the factory would build for ``agent_type`` with default
-    requirements (optionally overriding quality threshold and iteration limit)."""
-    from airflow_provider_orchestra.factory.specification import (
-        AgentSpecification,
-        TaskRequirements,
-        specialization_parameters,
-    )
+@functools.cache
+def _default_templates() -> Any:
+    from airflow_provider_orchestra.factory.registry import TemplateRegistry
 
-    capabilities = TEMPLATE_CAPABILITIES[agent_type]
-    requirements = TaskRequirements(
-        capabilities_needed=sorted(capabilities, key=str),
-        quality_required=quality_threshold,
-        max_iterations=iteration_limit,
-    )
-    params = specialization_parameters(requirements, capabilities, agent_id=agent_id)
-    return AgentSpecification(
-        agent_type=agent_type,
-        capabilities=sorted(capabilities, key=str),
-        resource_requirements=TEMPLATE_RESOURCES[agent_type],
-        specialization_parameters=params,
+    registry = TemplateRegistry()
+    register_default_templates(registry)
+    return registry
+
+
+def default_specification(
+    task: BranchTask,
+    *,
+    agent_id: str | None = None,
+    quality_threshold: float | None = None,
+    iteration_limit: int | None = None,
+) -> Any:
+    """The AgentSpecification a factory without history would build for ``task``: its
+    requirements from requirement analysis (optionally overriding quality threshold and
+    iteration limit), the best default template for them."""
+    from airflow_provider_orchestra.factory.ledger import ResourceUsage
+    from airflow_provider_orchestra.factory.requirements import branch_requirements
+    from airflow_provider_orchestra.factory.selection import select_agent_type
+    from airflow_provider_orchestra.factory.specification import specify
+
+    requirements = branch_requirements(task)
+    overrides = {"quality_required": quality_threshold, "max_iterations": iteration_limit}
+    requirements = requirements.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    registry = _default_templates()
+    unbounded = ResourceUsage(cpu=float("inf"), memory_mb=float("inf"), agents=1)
+    entry = registry.get(select_agent_type(registry, requirements.required, {}, unbounded, task.specialist).agent_type)
+    return specify(
+        entry.agent_type,
+        entry.capabilities,
+        entry.resources,
+        requirements,
+        agent_id=agent_id or f"{entry.agent_type}-direct-{task.branch_id}",
     )
 
 
@@ -112,15 +127,10 @@ def specialist_for(
     iteration_limit: int | None = None,
     lease: Any = None,
 ) -> Specialist:
-    """The default specialist for ``task.specialist``, built without the factory."""
-    agent_type = SPECIALIST_FOR_BRANCH[task.specialist]
-    spec = default_specification(
-        agent_type,
-        agent_id=f"{agent_type}-direct-{task.branch_id}",
-        quality_threshold=quality_threshold,
-        iteration_limit=iteration_limit,
-    )
-    return SPECIALIST_CLASSES[agent_type](spec, lease)
+    """The specialist the factory would pick for ``task`` (no history, no ledger), built
+    without the factory."""
+    spec = default_specification(task, quality_threshold=quality_threshold, iteration_limit=iteration_limit)
+    return SPECIALIST_CLASSES[spec.agent_type](spec, lease)
 
 
 def run_specialist_directly(

@@ -202,7 +202,9 @@ def orchestra_workflow(
                     [previous["gate"], previous["recover"]] >> planner
                 else:
                     planner = analyzer
-                coordinator = OrchestraCoordinatorOperator(task_id=COORDINATOR, round=rl.round, **common)
+                coordinator = OrchestraCoordinatorOperator(
+                    task_id=COORDINATOR, round=rl.round, factory_conn_id=factory_conn_id, **common
+                )
                 _expect(coordinator, rl.coordinator)
                 planner >> coordinator
 

@@ -1,5 +1,6 @@
 """Parity: the native LangGraph graph and the Airflow DAG, given the same input, report
-the same merge - weights, quality, attribution and statuses; timings aside.
+the same merge - weights, quality, attribution and statuses; timings aside - and the same
+timeline per branch (the agent factory's events and the branch's end).
 
 One set of sample files feeds every run. Each run has its own output root, so its own
 agent-factory ledger and ingestion offsets (both kept under ``<output_root>/_state``),
@@ -278,3 +279,34 @@ def test_both_runtimes_retry_a_failing_branch_as_often(pairs):
         stats = factory.history.stats("realtime_transformation_specialist")
         runs[run.runtime] = (stats.runs, stats.successes)
     assert runs["native"] == runs["airflow"] == (1 + BRANCH_RETRIES, 0), runs
+
+
+def branch_timelines(report: FinalReport) -> dict[tuple[str, int], list[str]]:
+    """Per branch attempt (branch id, round): the names of its timeline events, in order."""
+    found: dict[tuple[str, int], list[str]] = {}
+    for entry in report.timeline:
+        if "branch_id" in entry:
+            found.setdefault((entry["branch_id"], entry["round"]), []).append(entry["event"])
+    return found
+
+
+def test_each_branch_has_the_same_timeline_in_both_runtimes(pairs, scenario):
+    """The agent factory's events (specified, allocated, created, released, outcome) and
+    the branch's end reach both reports, in the same order per branch."""
+    pair = pairs[scenario]
+    native, airflow = branch_timelines(pair.native.report), branch_timelines(pair.airflow.report)
+    assert native == airflow, describe(differences(native, airflow), f"{scenario}: per-branch timelines")
+    assert {branch for branch, _ in native} == {b.branch_id for b in pair.native.report.branches}
+    for events in native.values():
+        assert events[:3] == ["agent_specified", "resources_allocated", "agent_created"], events
+        assert {"branch_finished", "resources_released", "outcome_recorded"} <= set(events), events
+
+
+def test_batches_no_sync_point_names_are_waited_for_in_both_runtimes(pairs):
+    """The failing-branch scenario names one sync point of one batch: the four others are
+    synchronised last, in the implicit sync point, and none is cancelled."""
+    pair = pairs["failing_branch"]
+    for run in (pair.native, pair.airflow):
+        checkpoints = [e for e in run.report.timeline if e["event"] == "synchronization_checkpoint"]
+        assert checkpoints[-1]["sync_point"] == "remaining_branches", (run.runtime, checkpoints[-1])
+        assert run.report.merge.cancelled_branch_ids == [] and len(run.report.branches) == 5, run.runtime

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
+from airflow_provider_orchestra import runtime
 from airflow_provider_orchestra.core.models import SPECIALISTS, FinalReport
+from airflow_provider_orchestra.factory.claims import RunInUseError
 from airflow_provider_orchestra.graph import (
     RunExistsError,
     branch_thread_id,
@@ -121,3 +125,36 @@ def test_concurrency_never_exceeds_the_analysis_cap(data_dir, output_dir, factor
     assert coordination["concurrency"] == 3  # adaptive mode, ledger room for 8
     assert 1 <= events.max_running() <= 3
     assert sorted(events.started()) == sorted(names)
+
+
+def test_a_thread_id_being_run_is_refused_to_a_second_run_or_resume(data_dir, output_dir, factory, tmp_path):
+    write_csv(data_dir / "orders.csv", 200)
+    config = workflow_config([data_dir], output_dir, [validation_batch("orders", "orders.csv")])
+    store = str(tmp_path / "checkpoints.sqlite")
+    started, go_on = threading.Event(), threading.Event()
+
+    def hold_the_run(event):  # keeps the first run going until the others have tried
+        if event.get("phase") == "started":
+            started.set()
+            assert go_on.wait(120)
+
+    # The others come as another process would: their own factory over the same ledger.
+    other = runtime.open_factory(str(tmp_path / "ledger.sqlite"))
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(run_workflow, config, checkpoint=store, thread_id="busy-1", factory=factory, on_event=hold_the_run)
+        try:
+            assert started.wait(120)
+            with pytest.raises(RunInUseError, match="thread id 'busy-1' is being run by another process"):
+                run_workflow(config, checkpoint=store, thread_id="busy-1", factory=other)
+            with pytest.raises(RunInUseError, match="thread id 'busy-1' is being run by another process"):
+                resume_workflow("busy-1", checkpoint=store, factory=other)
+        finally:
+            go_on.set()
+        outcome = first.result(timeout=300)
+    assert outcome.status == "approved"
+    (branch,) = outcome.report.branches
+    main = next(o for o in branch.outputs if o.role == "output")
+    assert pq.read_table(main.uri.removeprefix("file://")).num_rows == main.rows == branch.metrics.rows_out == 200
+    # Once it ended the thread id is free again: resuming reports the finished run.
+    again = resume_workflow("busy-1", checkpoint=store, factory=other)
+    assert again.status == "approved" and again.report.run_id == outcome.report.run_id

@@ -61,9 +61,35 @@ def test_schema_is_the_config_model_and_accepts_the_sample(sample_dir):
 def test_validate_shows_routes_and_sync_points(sample_dir):
     proc = orchestra("validate", str(sample_dir / "orchestra.yaml"))
     assert proc.returncode == 0, proc.stderr
-    assert "valid workflow config 'orchestra_sample' with 5 batches" in proc.stdout
+    assert "valid workflow config 'orchestra_sample' with 5 batches; sources and connections found" in proc.stdout
     assert "orders_validation" in proc.stdout and "-> data_validation_branch_beta" in proc.stdout
     assert "sync point ingestion_complete:" in proc.stdout
+
+
+def test_validate_checks_roots_files_and_connections_without_reading_data(tmp_path, sample_dir):
+    config = yaml.safe_load((sample_dir / "orchestra.yaml").read_text())
+    config["storage"]["data_roots"].append(str(tmp_path / "no-such-root"))
+    config["batches"][1]["source"]["path"] = "missing.csv"
+    config["batches"][3]["aggregation"].update(sink_table="revenue", sink_conn_id="undefined_sink")
+    config["batches"].append({"batch_id": "warehouse", "type": "data_aggregation", "source": {"kind": "postgres", "table": "t", "conn_id": "undefined_db"}})
+    config["sync_points"] = {"fast": ["orders_validation"]}
+    path = _write(tmp_path, "workflow.yaml", config)
+
+    proc = orchestra("validate", str(path))
+    assert proc.returncode == 2 and proc.stdout == ""
+    problems = proc.stderr.splitlines()
+    assert problems[0].endswith("4 problem(s) with its sources and sinks:")
+    assert "storage.data_roots.1" in problems[1] and "does not exist" in problems[1]
+    assert "batches.1.source.path (orders_validation)" in problems[2] and "missing.csv" in problems[2]
+    assert "batches.3.aggregation.sink_conn_id (revenue_by_region): unknown connection 'undefined_sink'" in problems[3]
+    assert "batches.5.source.conn_id (warehouse): unknown connection 'undefined_db'" in problems[4]
+
+    offline = orchestra("validate", "--offline", str(path))
+    assert offline.returncode == 0, offline.stderr
+    assert "sources not checked (--offline)" in offline.stdout
+    # Batches no sync point names are waited for last, in a sync point of their own.
+    assert "sync point fast: orders_validation" in offline.stdout
+    assert "sync point remaining_branches: clickstream_events, orders_transform, revenue_by_region" in offline.stdout
 
 
 BATCH = {"batch_id": "a", "type": "data_ingestion", "source": {"kind": "csv", "path": "a.csv"}}
@@ -79,6 +105,12 @@ B = {**BATCH, "batch_id": "b"}
         ({"batches": [BATCH], "iteration_limit": "three"}, "iteration_limit"),
         ({"batches": [BATCH, B], "branch_dependencies": {"a": ["b"], "b": ["a"]}}, "cycle"),
         ({"batches": [BATCH], "sync_points": {"p": ["a", "ghost"]}}, "unknown branch(es) ['ghost']"),
+        (
+            {"batches": [BATCH, B, {**BATCH, "batch_id": "c"}], "sync_points": {"p": ["a", "c"], "q": ["b"]},
+             "branch_dependencies": {"b": ["a"], "c": ["b"]}},
+            "'p' waits for 'q' (c depends on b), and 'q' waits for 'p' (b depends on a)",
+        ),
+        ({"batches": [{**BATCH, "ingestion": {"late_tolerance_seconds": float("inf")}}]}, "batches.0.ingestion.late_tolerance_seconds"),
         ({"batches": []}, "batches"),
         ("batches: [unclosed", "line 1"),
         ("- just\n- a list\n", "must hold a mapping"),

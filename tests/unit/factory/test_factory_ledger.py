@@ -150,7 +150,7 @@ def test_sqlite_store_uses_wal_and_creates_tables_once(sqlite_location):
     with sqlite3.connect(sqlite_location) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
-    assert tables == {"orchestra_capacity", "orchestra_leases", "orchestra_template_stats"}
+    assert tables == {"orchestra_capacity", "orchestra_leases", "orchestra_template_stats", "orchestra_run_claims"}
 
 
 def test_postgres_tables_are_created_in_the_database(postgres_url):
@@ -159,7 +159,7 @@ def test_postgres_tables_are_created_in_the_database(postgres_url):
         rows = conn.execute(
             "select table_name from information_schema.tables where table_name like 'pg_check_%'"
         ).fetchall()
-    assert {r[0] for r in rows} == {"pg_check_capacity", "pg_check_leases", "pg_check_template_stats"}
+    assert {r[0] for r in rows} == {"pg_check_capacity", "pg_check_leases", "pg_check_template_stats", "pg_check_run_claims"}
 
 
 def test_locations():

@@ -11,11 +11,11 @@ from airflow_provider_orchestra.factory import (
     Capability,
     LedgerCapacity,
     TemplateRegistry,
-    required_capabilities_for,
+    branch_requirements,
 )
 from airflow_provider_orchestra.specialists.base import Specialist
 from airflow_provider_orchestra.specialists.templates import (
-    SPECIALIST_FOR_BRANCH,
+    SPECIALIST_CLASSES,
     default_specification,
     register_default_templates,
     run_specialist_directly,
@@ -41,7 +41,7 @@ def factory(tmp_path):
     )
 
 
-def test_the_five_templates_and_their_capabilities():
+def test_the_default_templates_and_their_capabilities():
     registry = TemplateRegistry()
     register_default_templates(registry)
     described = {d["agent_type"]: d for d in registry.describe()}
@@ -51,15 +51,28 @@ def test_the_five_templates_and_their_capabilities():
         "realtime_transformation_specialist": ["data_transformation"],
         "priority_aggregation_specialist": ["data_aggregation"],
         "quality_aggregation_specialist": ["data_aggregation", "quality_monitoring"],
+        "pipeline_coordinator": ["pipeline_coordination"],
     }
     assert all(d["resources"]["memory_mb"] > 0 and d["description"] for d in described.values())
-    assert set(SPECIALIST_FOR_BRANCH) == set(SPECIALISTS)
+
+
+# One batch per route (core.routing), so each specialist gets a branch.
+BATCH_OF = {
+    "data_ingestion_branch_alpha": INGEST,
+    "data_validation_branch_beta": {**INGEST, "source_type": "batch"},
+    "data_transformation_branch_gamma": {**INGEST, "source_type": "realtime"},
+    "data_aggregation_branch_primary": {**INGEST, "type": "data_aggregation", "priority": "high"},
+    "data_quality_branch_secondary": {**INGEST, "type": "data_aggregation"},
+}
 
 
 @pytest.mark.parametrize("branch", SPECIALISTS)
-def test_the_factory_picks_the_default_specialist_of_each_branch(factory, branch):
-    spec = factory.generate_spec({"capabilities_needed": sorted(required_capabilities_for(branch), key=str)})
-    assert spec.agent_type == SPECIALIST_FOR_BRANCH[branch]
+def test_the_factory_and_a_direct_run_pick_the_same_specialist_for_a_branch(factory, branch, tmp_path):
+    task = make_task(tmp_path, BATCH_OF[branch])
+    assert task.specialist == branch
+    picked = factory.generate_spec(branch_requirements(task)).agent_type
+    assert picked == default_specification(task).agent_type
+    assert branch in SPECIALIST_CLASSES[picked].branches
 
 
 def test_an_agent_from_the_factory_runs_a_branch(factory, tmp_path, data_dir):
@@ -103,7 +116,7 @@ def test_programming_errors_raise(tmp_path):
     validation = specialist_for(make_task(tmp_path, {**INGEST, "source_type": "batch"}))
     with pytest.raises(ValueError, match="runs \\['data_validation_branch_beta'\\]"):
         validation.run(task)
-    spec = default_specification("streaming_ingestion_specialist", agent_id="a-1")
+    spec = default_specification(task, agent_id="a-1")
     spec.specialization_parameters.pop("quality_threshold")
     with pytest.raises(ValueError, match="quality_threshold and iteration_limit"):
         specialist_for(task).__class__(spec, None)
