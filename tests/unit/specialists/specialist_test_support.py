@@ -21,6 +21,15 @@ from airflow_provider_orchestra.core.models import (
 from airflow_provider_orchestra.core.routing import route
 
 
+STREAMING_BATCH: dict[str, Any] = {
+    "batch_id": "clicks",
+    "type": "data_ingestion",
+    "source_type": "streaming",
+    "source": {"kind": "jsonl", "path": "events.jsonl"},
+}
+"""A batch routed to the streaming ingestion specialist, over ``data/events.jsonl``."""
+
+
 def make_task(
     tmp_path: Path,
     batch: dict[str, Any],

@@ -25,7 +25,7 @@ from airflow_provider_orchestra.specialists.templates import (
     run_specialist_directly,
 )
 from airflow_provider_orchestra.specialists.validation import BatchValidationSpecialist
-from specialist_test_support import make_task
+from specialist_test_support import STREAMING_BATCH, make_task
 
 VALIDATE = {
     "batch_id": "orders",
@@ -34,12 +34,7 @@ VALIDATE = {
     "source": {"kind": "csv", "path": "orders.csv"},
     "validation": {"rules": [{"column": "id", "not_null": True}]},
 }
-STREAM = {
-    "batch_id": "clicks",
-    "type": "data_ingestion",
-    "source_type": "streaming",
-    "source": {"kind": "jsonl", "path": "events.jsonl"},
-}
+STREAM = STREAMING_BATCH
 FACTORY_STEPS = ["agent_specified", "resources_allocated", "agent_created", "resources_released", "outcome_recorded"]
 
 

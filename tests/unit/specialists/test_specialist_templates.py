@@ -21,14 +21,8 @@ from airflow_provider_orchestra.specialists.templates import (
     run_specialist_directly,
     specialist_for,
 )
+from specialist_test_support import STREAMING_BATCH as INGEST
 from specialist_test_support import make_task, output, read_parquet, write_jsonl
-
-INGEST = {
-    "batch_id": "clicks",
-    "type": "data_ingestion",
-    "source_type": "streaming",
-    "source": {"kind": "jsonl", "path": "events.jsonl"},
-}
 
 
 @pytest.fixture
