@@ -270,7 +270,7 @@ ORDERS_PG_TYPES = ["int8", "text", "text", "text", "int8", "float8", "float8", "
 def bench_postgres(files: dict[str, Path], rows: int) -> None:
     import psycopg
 
-    from airflow_provider_orchestra.specialists.io.sinks import _batch_csv
+    from airflow_provider_orchestra.specialists.io.postgres_load import batch_csv
 
     url = os.environ.get("ORCHESTRA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
     try:
@@ -292,7 +292,7 @@ def bench_postgres(files: dict[str, Path], rows: int) -> None:
                         copy.set_types(ORDERS_PG_TYPES)
                     for batch in table.to_batches(BATCH_ROWS):
                         if method == "csv":
-                            copy.write(_batch_csv(batch))
+                            copy.write(batch_csv(batch))
                             continue
                         columns = [column.to_pylist() for column in batch.columns]
                         for row in zip(*columns):

@@ -51,6 +51,9 @@ these first: ``core.specialists.specialist_names()``."""
 BranchStatus = Literal["success", "failed", "cancelled", "skipped"]
 GateDecision = Literal["approved", "needs_revision", "critical_failure"]
 InterruptNode = Literal["sync_point_manager", "quality_validator"]
+WriteMode = Literal["append", "replace", "upsert"]
+WRITE_RESERVED_COLUMNS: tuple[str, ...] = ("run_id", "branch_id")
+"""Columns a Postgres sink adds to every row it loads (which run and branch wrote it)."""
 
 
 def utcnow() -> datetime:
@@ -155,6 +158,43 @@ class BatchSpec(_ConfigModel):
     validation: ValidationOptions = Field(default_factory=ValidationOptions)
     transformation: TransformationOptions = Field(default_factory=TransformationOptions)
     aggregation: AggregationOptions = Field(default_factory=AggregationOptions)
+    write_mode: WriteMode = Field(
+        default="append",
+        description=(
+            "How the batch's main output meets what earlier runs wrote. 'append': each run "
+            "adds its own slice (a Parquet folder per run; Postgres rows keyed by run_id and "
+            "branch_id), and a retry of the run replaces its slice. 'replace': the output "
+            "holds the latest successful run only, swapped in atomically (Parquet: the folder "
+            "<output_root>/<workflow>/_tables/<batch_id>; Postgres: the sink table). 'upsert': "
+            "rows are merged into that folder or table by 'key', a row of this run replacing "
+            "the row with the same key."
+        ),
+        examples=["append", "replace", "upsert"],
+    )
+    key: list[str] = Field(
+        default_factory=list,
+        description=(
+            "The columns that identify a row for write_mode 'upsert' (required there, refused "
+            "otherwise). They must be output columns, and unique and non-null in each run's "
+            "output; a run whose output repeats a key fails naming the duplicates and writes "
+            "nothing."
+        ),
+        examples=[["region"], ["customer_id", "day"]],
+    )
+
+    @model_validator(mode="after")
+    def _check_write_mode(self) -> BatchSpec:
+        if self.write_mode == "upsert" and not self.key:
+            raise ValueError("write_mode 'upsert' needs 'key': the columns that identify a row")
+        if self.key and self.write_mode != "upsert":
+            raise ValueError(f"'key' is only used by write_mode 'upsert', not {self.write_mode!r}")
+        repeated = sorted({c for c in self.key if self.key.count(c) > 1})
+        if repeated:
+            raise ValueError(f"'key' names column(s) {repeated} more than once")
+        reserved = [c for c in self.key if c in WRITE_RESERVED_COLUMNS]
+        if reserved:
+            raise ValueError(f"'key' cannot use {reserved}: the Postgres sink writes those columns itself")
+        return self
 
 
 class SyncPolicy(_ConfigModel):
@@ -370,6 +410,8 @@ class OutputDescriptor(_Model):
     checksum: str = ""
     size_bytes: int = Field(default=0, ge=0)
     role: str = "output"
+    columns: list[ColumnInfo] = Field(default_factory=list)
+    """The output's columns as written (for lineage); empty when not recorded."""
 
 
 class BranchMetrics(_Model):

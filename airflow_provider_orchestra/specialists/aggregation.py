@@ -5,8 +5,11 @@ DuckDB runs ``aggregation.metrics`` grouped by ``aggregation.group_by`` over the
 record batches as they stream (its hash aggregate spills to disk past its memory limit).
 The groups, ordered by their keys, go to Parquet and, when ``aggregation.sink_table`` is
 set, to Postgres through the connection ``aggregation.sink_conn_id`` (or the storage's
-``sink_conn_id``): a COPY that replaces the rows of this run and branch, so a rerun never
-duplicates them. Sums of integer columns are BIGINT; means are DOUBLE.
+``sink_conn_id``): a COPY swapped in the batch's ``write_mode`` (``specialists.io.
+postgres_load``), so a rerun never duplicates rows. The load happens in ``act``: no strategy
+follows a successful load (only running out of memory, which fails the attempt before its
+load commits, leads to another attempt), so one run commits one load. Sums of integer
+columns are BIGINT; means are DOUBLE.
 
 Quality: the priority specialist reports the share of input lines it could read. The
 quality-monitoring specialist measures its input: the share of rows complete in every
@@ -103,9 +106,12 @@ class _AggregationSpecialist(Specialist):
             if metric.fn in _NUMERIC_FUNCTIONS and not _is_numeric(data_type):
                 problems.append(f"metric {metric_name(metric)!r}: {metric.fn} of non-numeric column {metric.column!r} ({data_type})")
             metrics.append(_metric_sql(metric, data_type))
-        outputs = [*options.group_by, *(metric_name(m) for m in options.metrics)]
+        outputs = [*options.group_by, *(metric_name(m) for m in options.metrics)] if metrics else [*options.group_by, "row_count"]
         if len(set(outputs)) != len(outputs):
             problems.append(f"output column names repeat: {outputs}")
+        unknown_key = [c for c in task.batch.key if c not in outputs]
+        if unknown_key:
+            problems.append(f"upsert key column(s) {unknown_key} are not among the output columns {outputs}")
         if problems:
             raise SourceError(f"wrong schema for the aggregation: {'; '.join(problems)}; columns {names}")
         if not metrics:
@@ -181,6 +187,9 @@ class _AggregationSpecialist(Specialist):
                     run_id=task.run_id,
                     branch_id=task.branch_id,
                     conn_id=sink["conn_id"],
+                    write_mode=task.batch.write_mode,
+                    key=task.batch.key,
+                    on_progress=lambda rows: meter.report(stage="load", rows_loaded=rows),
                 )
             )
         if source.rejected:

@@ -38,6 +38,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from airflow_provider_orchestra.core.errors import SinkError
 from airflow_provider_orchestra.core.models import (
     BranchMetrics,
     BranchResult,
@@ -172,6 +173,25 @@ class Specialist:
     def on_success(self, task: BranchTask, plan: dict[str, Any], attempt: dict[str, Any], ctx: RunContext) -> None:
         """Called once the branch succeeded, before the result is returned (the ingestion
         specialist commits its offset here)."""
+
+    def commit_outputs(self, task: BranchTask, outputs: list[OutputDescriptor]) -> list[OutputDescriptor]:
+        """Commit the chosen attempt's main Parquet output (role ``output``) in the batch's
+        write mode, once the branch succeeded: ``append`` keeps it in the run's folder;
+        ``replace`` and ``upsert`` commit it into the batch's dataset folder
+        (``specialists.io.write_modes``). Only the chosen attempt is committed, so a
+        fallback attempt never leaves an earlier attempt's rows in a shared dataset; a
+        resumed finish commits again, which changes nothing."""
+        mode = task.batch.write_mode
+        if mode == "append":
+            return outputs
+        from airflow_provider_orchestra.specialists.io import commit_dataset, dataset_root_for
+
+        main = [o for o in outputs if o.role == "output" and o.format == "parquet"]
+        if len(main) != 1:
+            raise SinkError(f"write_mode {mode!r} needs one main Parquet output, {task.branch_id} has {len(main)}")
+        dest = dataset_root_for(task.storage, task.workflow_id, task.batch.batch_id)
+        committed = commit_dataset(main[0], dest, write_mode=mode, key=task.batch.key)
+        return [committed if o is main[0] else o for o in outputs]
 
     # ----------------------------------------------------------------- helpers
 
@@ -340,6 +360,7 @@ class Specialist:
             return {"result": result.model_dump(mode="json"), "steps": steps}
         chosen = succeeded[-1]
         try:
+            outputs = self.commit_outputs(task, [OutputDescriptor.model_validate(o) for o in chosen["outputs"]])
             self.on_success(task, state["plan"], chosen, ctx)
         except DATA_ERRORS as exc:
             result = BranchResult(
@@ -374,7 +395,7 @@ class Specialist:
                 iterations=len(attempts),
                 peak_memory_bytes=max(peaks) if peaks else None,
             ),
-            outputs=[OutputDescriptor.model_validate(o) for o in chosen["outputs"]],
+            outputs=outputs,
             details=details,
         )
         return {"result": result.model_dump(mode="json"), "steps": steps}

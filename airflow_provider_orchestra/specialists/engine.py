@@ -85,9 +85,14 @@ class Meter:
         self.batches += 1
         self.rows += batch_rows
         self.sample()
+        self.report(batch=self.batches, rows=self.rows, **extra)
+
+    def report(self, **event: Any) -> None:
+        """Tell the progress callback (a record batch read, or a later stage such as a
+        sink's load); what it raises stops the attempt."""
         if self.on_progress is not None:
             try:
-                self.on_progress({**self.base_event, "batch": self.batches, "rows": self.rows, **extra})
+                self.on_progress({**self.base_event, **event})
             except BaseException as exc:
                 self.stopped_by = exc
                 raise
@@ -243,13 +248,21 @@ class ParquetSideWriter:
         self.rows += batch.num_rows
 
     def close(self) -> OutputDescriptor | None:
+        from airflow_provider_orchestra.specialists.io.types import columns_of
+
         if self._writer is None:
             return None
         self._writer.close()
         self._writer = None
         checksum, size = directory_checksum(self.dest_dir)
         return OutputDescriptor(
-            uri=self.dest_dir.as_uri(), format="parquet", rows=self.rows, checksum=checksum, size_bytes=size, role=self.role
+            uri=self.dest_dir.as_uri(),
+            format="parquet",
+            rows=self.rows,
+            checksum=checksum,
+            size_bytes=size,
+            role=self.role,
+            columns=columns_of(self.schema),
         )
 
     def abort(self) -> None:

@@ -4,17 +4,15 @@ CSV, JSONL, Parquet files (kept under configured roots) and Postgres tables."""
 from airflow_provider_orchestra.specialists.io.connections import ConnectionResolver, redact, to_postgres_url
 from airflow_provider_orchestra.specialists.io.offsets import OffsetConflictError, OffsetStore
 from airflow_provider_orchestra.specialists.io.paths import (
+    dataset_root_for,
     ensure_under,
     output_root_for,
     resolve_under_roots,
     safe_name,
 )
-from airflow_provider_orchestra.specialists.io.sinks import (
-    load_postgres,
-    postgres_type,
-    write_jsonl_quarantine,
-    write_parquet,
-)
+from airflow_provider_orchestra.specialists.io.postgres_load import load_postgres, postgres_type
+from airflow_provider_orchestra.specialists.io.sinks import write_jsonl_quarantine, write_parquet
+from airflow_provider_orchestra.specialists.io.write_modes import commit_dataset
 from airflow_provider_orchestra.specialists.io.sources import (
     CsvSource,
     JsonlSource,
@@ -47,6 +45,8 @@ __all__ = [
     "RecordBatchSource",
     "RejectedLine",
     "arrow_type",
+    "commit_dataset",
+    "dataset_root_for",
     "describe_source",
     "ensure_under",
     "load_postgres",

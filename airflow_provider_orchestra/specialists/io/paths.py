@@ -55,6 +55,17 @@ def output_root_for(
     return target
 
 
+def dataset_root_for(storage: StorageConfig, workflow_id: str, batch_id: str) -> Path:
+    """``<output_root>/<workflow>/_tables/<batch>``: where a batch written with write_mode
+    ``replace`` or ``upsert`` keeps its dataset across runs (no run folder can be called
+    ``_tables``: safe_name strips a leading underscore)."""
+    root = Path(storage.output_root).expanduser().resolve()
+    target = root / safe_name(workflow_id) / "_tables" / safe_name(batch_id)
+    if not _is_under(target.resolve(), root):
+        raise SinkError(f"dataset directory for {batch_id!r} escapes {str(root)!r}")
+    return target
+
+
 def ensure_under(path: Path, root: str | Path) -> Path:
     """Return ``path`` resolved if it stays under ``root``; SinkError otherwise."""
     resolved_root = Path(root).expanduser().resolve()

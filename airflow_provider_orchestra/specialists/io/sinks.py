@@ -1,6 +1,6 @@
-"""Idempotent sinks: Parquet directories swapped in atomically, a quarantine JSONL file
-replaced atomically, and Postgres loads that replace one (run, branch) slice in a single
-transaction. A failed write leaves the previous state untouched.
+"""Idempotent file sinks: Parquet directories swapped in atomically and a quarantine JSONL
+file replaced atomically (the Postgres load is in ``postgres_load``). A failed write leaves
+the previous state untouched.
 
 Any exception cleans up before it leaves a sink, but only a failure to write or load
 becomes a :class:`SinkError`. Whatever else the input iterator raises (a source's own
@@ -13,9 +13,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import hashlib
-import io
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -26,29 +24,26 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from airflow_provider_orchestra.core.errors import SinkError
 from airflow_provider_orchestra.core.models import OutputDescriptor
-from airflow_provider_orchestra.specialists.io.types import RejectedLine
-
-log = logging.getLogger(__name__)
+from airflow_provider_orchestra.specialists.io.types import RejectedLine, columns_of
 
 _STALE_SECONDS = 3600.0
 _HASH_CHUNK = 1 << 20
 # What a failing write raises (psycopg.Error too, for the Postgres load).
-_WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, pa.ArrowException)
+WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, pa.ArrowException)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -56,11 +51,11 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _files_under(root: Path) -> list[Path]:
+def files_under(root: Path) -> list[Path]:
     return sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
 
 
-def _digest_files(root: Path, files: list[Path]) -> tuple[str, int]:
+def digest_files(root: Path, files: list[Path]) -> tuple[str, int]:
     """sha256 over (relative path, bytes) of every file in a stable order; total size."""
     digest = hashlib.sha256()
     total = 0
@@ -98,7 +93,7 @@ def _exchange(a: Path, b: Path) -> bool:
     return True
 
 
-def _swap_in(staged: Path, dest: Path) -> None:
+def swap_in(staged: Path, dest: Path) -> None:
     """Put ``staged`` at ``dest``; a previous ``dest`` is replaced and removed."""
     if not dest.exists():
         try:
@@ -116,7 +111,7 @@ def _swap_in(staged: Path, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _clear_leftovers(dest: Path) -> None:
+def clear_leftovers(dest: Path) -> None:
     """Remove temp/old siblings an interrupted earlier attempt left behind."""
     now = time.time()
     for sibling in dest.parent.glob(f".{dest.name}.*"):
@@ -129,7 +124,7 @@ def _clear_leftovers(dest: Path) -> None:
                 sibling.unlink(missing_ok=True)
 
 
-def _plain_schema(schema: pa.Schema) -> pa.Schema:
+def plain_schema(schema: pa.Schema) -> pa.Schema:
     """Dictionary columns become their value type (CSV and Postgres want plain values)."""
     fields = [
         f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema
@@ -137,7 +132,7 @@ def _plain_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema(fields, metadata=schema.metadata)
 
 
-def _conformed(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+def conformed(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         if isinstance(batch, pa.Table):
             yield from (_cast(b, schema) for b in batch.to_batches())
@@ -304,10 +299,10 @@ def write_parquet(
     encodes in a second thread (for callers whose resource lease allows two).
     """
     dest = Path(dest_dir)
-    schema = _plain_schema(schema)
+    schema = plain_schema(schema)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        _clear_leftovers(dest)
+        clear_leftovers(dest)
         staged = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     except OSError as exc:
         raise SinkError(f"cannot prepare {str(dest)!r}: {exc}") from None
@@ -320,7 +315,7 @@ def write_parquet(
             yield batch
 
     try:
-        stream = counted(_conformed(batches, schema))
+        stream = counted(conformed(batches, schema))
         if partition_by is None:
             with parquet_writer(staged / f"{basename}-0.parquet", schema, compression) as writer:
                 _write_all(lambda b: writer.write_batch(b, row_group_size=row_group_rows), stream, write_behind)
@@ -339,21 +334,21 @@ def write_parquet(
                 _write_all(files.write, stream, write_behind)
             finally:
                 files.close()
-        files = _files_under(staged)
+        files = files_under(staged)
         for path in files:
-            _fsync_path(path)
-        checksum, size = _digest_files(staged, files)
-        _swap_in(staged, dest)
-        _fsync_path(dest.parent)
+            fsync_path(path)
+        checksum, size = digest_files(staged, files)
+        swap_in(staged, dest)
+        fsync_path(dest.parent)
     except BaseException as exc:
         shutil.rmtree(staged, ignore_errors=True)
-        if isinstance(exc, _WRITE_ERRORS):
+        if isinstance(exc, WRITE_ERRORS):
             raise SinkError(
                 f"writing {str(dest)!r} failed, nothing was replaced: {type(exc).__name__}: {exc}"
             ) from exc
         raise
     return OutputDescriptor(
-        uri=dest.as_uri(), format="parquet", rows=rows, checksum=checksum, size_bytes=size
+        uri=dest.as_uri(), format="parquet", rows=rows, checksum=checksum, size_bytes=size, columns=columns_of(schema)
     )
 
 
@@ -400,7 +395,7 @@ def write_jsonl_quarantine(
         # A failing cleanup (e.g. the parent is not a directory) must not hide the cause.
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        if isinstance(exc, _WRITE_ERRORS):
+        if isinstance(exc, WRITE_ERRORS):
             raise SinkError(f"writing quarantine {str(dest)!r} failed: {type(exc).__name__}: {exc}") from exc
         raise
     return OutputDescriptor(
@@ -410,199 +405,4 @@ def write_jsonl_quarantine(
         checksum=f"sha256:{digest.hexdigest()}",
         size_bytes=size,
         role="quarantine",
-    )
-
-
-# --------------------------------------------------------------------------- postgres
-
-_RESERVED = ("run_id", "branch_id")
-
-
-def postgres_type(data_type: pa.DataType) -> str:
-    """The Postgres column type for an Arrow type (SinkError when there is none)."""
-    t = data_type
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t):
-        return "smallint"
-    if pa.types.is_int32(t) or pa.types.is_uint16(t):
-        return "integer"
-    if pa.types.is_int64(t) or pa.types.is_uint32(t):
-        return "bigint"
-    if pa.types.is_uint64(t):
-        return "numeric(20, 0)"
-    if pa.types.is_float16(t) or pa.types.is_float32(t):
-        return "real"
-    if pa.types.is_float64(t):
-        return "double precision"
-    if pa.types.is_decimal(t):
-        return f"numeric({t.precision}, {t.scale})"
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return "text"
-    if pa.types.is_date(t):
-        return "date"
-    if pa.types.is_timestamp(t):
-        return "timestamptz" if t.tz else "timestamp"
-    if pa.types.is_time(t):
-        return "time"
-    if pa.types.is_dictionary(t):
-        return postgres_type(t.value_type)
-    raise SinkError(f"no Postgres column type for Arrow type {t}")
-
-
-def _batch_csv(batch: pa.RecordBatch) -> bytes:
-    """One batch as CSV text for COPY: nulls unquoted-empty, empty strings quoted."""
-    buffer = io.BytesIO()
-    pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-    return buffer.getvalue()
-
-
-def _table_uri(url: str, conn_id: str | None, db_schema: str, table: str, run_id: str, branch_id: str) -> str:
-    query = urlencode({"run_id": run_id, "branch_id": branch_id})
-    if conn_id:
-        return f"postgres://{conn_id}/{db_schema}.{table}?{query}"
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"postgresql://{parts.hostname or ''}{port}{parts.path}/{db_schema}.{table}?{query}"
-
-
-def _check_identifier(kind: str, name: str) -> None:
-    if not name or len(name.encode("utf-8")) > 63 or "\x00" in name:
-        raise SinkError(f"{kind} name {name!r} is not a valid Postgres identifier (1-63 bytes)")
-
-
-@contextlib.contextmanager
-def _cancel_on_interrupt(conn: Any) -> Iterator[None]:
-    """An exception raised while a statement waits on the server (e.g. a task's execution
-    timeout) leaves that statement running after the connection is dropped, holding its
-    locks; cancel it so a retry does not queue behind the abandoned session."""
-    import psycopg
-    from psycopg import pq as libpq
-
-    try:
-        yield
-    except BaseException as exc:
-        if not isinstance(exc, psycopg.Error) and conn.pgconn.transaction_status == libpq.TransactionStatus.ACTIVE:
-            try:
-                conn.cancel_safe(timeout=5.0)
-            except psycopg.Error:
-                log.warning("could not cancel the interrupted load's statement", exc_info=True)
-        raise
-
-
-def load_postgres(
-    batches: Iterable[pa.RecordBatch],
-    schema: pa.Schema,
-    *,
-    url: str,
-    table: str,
-    db_schema: str = "public",
-    run_id: str,
-    branch_id: str,
-    conn_id: str | None = None,
-) -> OutputDescriptor:
-    """Replace the (run_id, branch_id) rows of ``db_schema.table`` with ``batches``.
-
-    The target is created if missing (Arrow columns + run_id, branch_id). Rows are
-    COPYed as CSV text into a temporary staging table, then the old slice is deleted and
-    the staged rows inserted, all in one transaction: a rerun gives the same rows, and a
-    failure at any point (dropped connection, bad batch) leaves the target as it was.
-    """
-    import psycopg
-    from psycopg import sql
-
-    _check_identifier("table", table)
-    _check_identifier("schema", db_schema)
-    schema = _plain_schema(schema)
-    clash = [name for name in _RESERVED if name in schema.names]
-    if clash:
-        raise SinkError(f"output columns {clash} clash with the load's own run_id/branch_id columns")
-    column_types = [(field.name, postgres_type(field.type)) for field in schema]
-    for name, _ in column_types:
-        _check_identifier("column", name)
-
-    target = sql.Identifier(db_schema, table)
-    column_defs = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(pg_type)) for name, pg_type in column_types
-    )
-    names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in column_types)
-    index = sql.Identifier(f"{table[:40]}_{hashlib.sha256(table.encode()).hexdigest()[:8]}_run_branch")
-    staging = sql.Identifier(f"orchestra_stage_{uuid.uuid4().hex[:12]}")
-    digest = hashlib.sha256()
-    rows = 0
-    size = 0
-    where = f"{db_schema}.{table}"
-
-    # Leaving the ``with`` blocks rolls the transaction back and closes the connection
-    # whatever is raised; only load failures are reported as SinkError below.
-    try:
-        with psycopg.connect(url, connect_timeout=10, application_name="orchestra-load") as conn, _cancel_on_interrupt(conn):
-            with conn.transaction():
-                # Concurrent branches loading into one new table must not race on CREATE.
-                conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (where,))
-                if not conn.execute(
-                    "select 1 from pg_namespace where nspname = %s", (db_schema,)
-                ).fetchone():
-                    conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(db_schema)))
-                conn.execute(
-                    sql.SQL(
-                        "create table if not exists {} ({}, run_id text not null, branch_id text not null)"
-                    ).format(target, column_defs)
-                )
-                existing = {
-                    row[0]
-                    for row in conn.execute(
-                        "select column_name from information_schema.columns "
-                        "where table_schema = %s and table_name = %s",
-                        (db_schema, table),
-                    )
-                }
-                missing = [name for name in [*schema.names, *_RESERVED] if name not in existing]
-                if missing:
-                    raise SinkError(f"table {where} exists without column(s) {missing}")
-                conn.execute(
-                    sql.SQL("create index if not exists {} on {} (run_id, branch_id)").format(index, target)
-                )
-            with conn.transaction():
-                conn.execute(
-                    sql.SQL("create temporary table {} ({}) on commit drop").format(staging, column_defs)
-                )
-                with conn.cursor() as cur:
-                    copy_sql = sql.SQL("copy {} ({}) from stdin (format csv)").format(staging, names)
-                    with cur.copy(copy_sql) as copy:
-                        for batch in _conformed(batches, schema):
-                            if not batch.num_rows:
-                                continue
-                            data = _batch_csv(batch)
-                            copy.write(data)
-                            digest.update(data)
-                            rows += batch.num_rows
-                            size += len(data)
-                conn.execute(
-                    sql.SQL("delete from {} where run_id = %s and branch_id = %s").format(target),
-                    (run_id, branch_id),
-                )
-                conn.execute(
-                    sql.SQL("insert into {} ({}, run_id, branch_id) select {}, %s, %s from {}").format(
-                        target, names, names, staging
-                    ),
-                    (run_id, branch_id),
-                )
-    except psycopg.Error as exc:
-        raise SinkError(
-            f"loading {where} for run {run_id!r} branch {branch_id!r} failed, target unchanged: "
-            f"{type(exc).__name__}: {str(exc).strip()}"
-        ) from None
-    except _WRITE_ERRORS as exc:
-        raise SinkError(
-            f"loading {where} for run {run_id!r} branch {branch_id!r} failed, target unchanged: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    log.info("loaded %d rows into %s (run %s, branch %s)", rows, where, run_id, branch_id)
-    return OutputDescriptor(
-        uri=_table_uri(url, conn_id, db_schema, table, run_id, branch_id),
-        format="postgres",
-        rows=rows,
-        checksum=f"sha256:{digest.hexdigest()}",
-        size_bytes=size,
     )

@@ -10,6 +10,7 @@ from typing import Any, Union
 import pyarrow as pa
 
 from airflow_provider_orchestra.core.errors import SourceError
+from airflow_provider_orchestra.core.models import ColumnInfo
 
 TypeSpec = Union[str, pa.DataType]
 ExpectedColumns = Union[Sequence[str], Mapping[str, Union[TypeSpec, None]], None]
@@ -93,6 +94,12 @@ def type_name(data_type: pa.DataType) -> str:
 INVALID_UTF8_REASON = "invalid UTF-8"
 """Prefix of the reason of a line or row whose text is not valid UTF-8: it is rejected,
 never copied into a string column."""
+
+
+def columns_of(schema: pa.Schema) -> list[ColumnInfo]:
+    """A schema as the small column list descriptors carry."""
+    return [ColumnInfo(name=field.name, type=type_name(field.type)) for field in schema]
+
 
 MISFIT_REASON = "does not fit the schema"
 """Prefix of the reason of a line that parsed but whose values do not fit the columns
