@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from airflow_provider_orchestra.core.errors import SourceError
-from airflow_provider_orchestra.core.models import BatchDescriptor, BatchSpec, ColumnInfo, SourceRef
+from airflow_provider_orchestra.core.models import BatchDescriptor, BatchSpec, SourceRef
 from airflow_provider_orchestra.specialists.io.connections import ConnectionResolver
 from airflow_provider_orchestra.specialists.io.paths import resolve_under_roots
 from airflow_provider_orchestra.specialists.io.sources.base import RecordBatchSource
@@ -20,7 +20,7 @@ from airflow_provider_orchestra.specialists.io.sources.csv import CsvSource
 from airflow_provider_orchestra.specialists.io.sources.jsonl import JsonlSource
 from airflow_provider_orchestra.specialists.io.sources.parquet import ParquetSource
 from airflow_provider_orchestra.specialists.io.sources.postgres import PostgresSource, postgres_uri
-from airflow_provider_orchestra.specialists.io.types import ExpectedColumns, type_name
+from airflow_provider_orchestra.specialists.io.types import ExpectedColumns, columns_of
 
 __all__ = [
     "CsvSource",
@@ -93,7 +93,7 @@ def describe_source(
         uri=source.uri,
         rows=rows,
         size_bytes=size,
-        columns=[ColumnInfo(name=field.name, type=type_name(field.type)) for field in source.schema],
+        columns=columns_of(source.schema),
     )
 
 
