@@ -76,17 +76,40 @@ def postgres_server_url() -> str:
     subprocess.run(stop_command, capture_output=True)
 
 
+def _create_database(admin: str) -> str:
+    name = f"orch_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return f"{admin.rsplit('/', 1)[0]}/{name}"
+
+
+def _drop_database(admin: str, url: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(url.rsplit("/", 1)[1])))
+
+
 @pytest.fixture
 def postgres_url(postgres_server_url: str) -> str:
     """A fresh, empty database for one test, dropped afterwards."""
-    name = f"orch_{uuid.uuid4().hex[:12]}"
-    admin = postgres_server_url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    base = admin.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+    url = _create_database(postgres_server_url)
+    yield url
+    _drop_database(postgres_server_url, url)
+
+
+@pytest.fixture(scope="module")
+def module_databases(postgres_server_url: str):
+    """Makes fresh databases that one test module shares (its tests keep apart by schema or
+    table; creating a database per test costs more than a small test); all dropped after
+    the module."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(_create_database(postgres_server_url))
+        return made[-1]
+
+    yield make
+    for url in made:
+        _drop_database(postgres_server_url, url)
 
 
 @pytest.fixture(scope="session")

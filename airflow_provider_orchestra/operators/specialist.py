@@ -133,6 +133,7 @@ class OrchestraSpecialistOperator(BaseOperator):
             raise SpecialistError(
                 f"branch {task.branch_id} ({task.specialist}, round {task.round}) {result.status}: {result.error}"
             )
+        self._lineage = (task, result)
         self.log.info(
             "Branch %s done: %d row(s) in, %d out, %d rejected, %d record batch(es), quality %s, %.2fs",
             task.branch_id,
@@ -144,6 +145,17 @@ class OrchestraSpecialistOperator(BaseOperator):
             m.execution_seconds or 0.0,
         )
         return result.model_dump(mode="json")
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (with apache-airflow-providers-openlineage): the branch's source and
+        outputs as datasets, with schema, row counts and its quality figures."""
+        from airflow_provider_orchestra.hooks.connections import AirflowConnectionResolver
+        from airflow_provider_orchestra.operators.lineage import branch_lineage
+
+        task, result = getattr(self, "_lineage", (None, None))
+        if task is None:
+            return None
+        return branch_lineage(task, result, AirflowConnectionResolver())
 
     def _log_progress(self, branch_id: str):
         def on_progress(event: dict[str, Any]) -> None:

@@ -425,6 +425,7 @@ class OrchestraFinalIntegratorOperator(_ReportingOperator):
 
         round_, gate = self.approved_round(context)
         report = self.write_report(context, round_, gate)
+        self._integrated = report
         summary = report_summary(report)
         self.log.info("Integrated output of round %d: %s (%s)", round_, report.asset_uri, summary)
         if self.asset is not None:
@@ -435,6 +436,18 @@ class OrchestraFinalIntegratorOperator(_ReportingOperator):
             "asset_uri": self.asset.uri if self.asset is not None else None,
             "summary": summary,
         }
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (with apache-airflow-providers-openlineage): the integrated manifest
+        as output, the branch outputs it integrates as inputs."""
+        from airflow_provider_orchestra.core.integration import describe_integrated_output
+        from airflow_provider_orchestra.hooks.connections import AirflowConnectionResolver
+        from airflow_provider_orchestra.operators.lineage import integration_lineage
+
+        report = getattr(self, "_integrated", None)
+        if report is None:
+            return None
+        return integration_lineage(report, describe_integrated_output(report), AirflowConnectionResolver())
 
 
 def _without_follow(gate: dict[str, Any]) -> dict[str, Any]:

@@ -88,12 +88,22 @@ class DagRunResult:
         return json.loads(Path(integrated["manifest_uri"].removeprefix("file://")).read_text())
 
 
-def run_dag(home: AirflowHome, dag_id: str, conf: dict | None = None, logical_date: str | None = None) -> DagRunResult:
+def run_dag(
+    home: AirflowHome,
+    dag_id: str,
+    conf: dict | None = None,
+    logical_date: str | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    python_args: tuple[str, ...] = (),
+) -> DagRunResult:
+    """``dag.test()`` of ``dag_id`` in a subprocess; ``env`` adds to the home's environment
+    and ``python_args`` go before the runner (e.g. a script that wraps it)."""
     request = home.path / f"request-{dag_id}.json"
     request.write_text(json.dumps({"conf": conf, "logical_date": logical_date}))
     proc = subprocess.run(
-        [sys.executable, str(RUNNER), dag_id, str(request)],
-        env=home.env(),
+        [sys.executable, *python_args, str(RUNNER), dag_id, str(request)],
+        env=home.env(**(env or {})),
         cwd=home.path,
         capture_output=True,
         text=True,

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -180,13 +180,8 @@ def active_copy(url: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def sink_db(postgres_server_url: str) -> Iterator[str]:
-    name = f"orch_kills_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(f"create database {name}")
-    yield f"{postgres_server_url.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(f"drop database if exists {name} with (force)")
+def sink_db(module_databases) -> str:
+    return module_databases()
 
 
 @pytest.mark.parametrize("mode", ["append", "replace", "upsert"])

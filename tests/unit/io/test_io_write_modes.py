@@ -5,7 +5,6 @@ its values named and nothing written; every mode gives the same rows when run tw
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -23,14 +22,8 @@ def regions(rows: dict[str, int]) -> pa.Table:
 
 
 @pytest.fixture(scope="module")
-def shared_db(postgres_server_url: str) -> Iterator[str]:
-    """One database for the module (creating one per test costs more than the tests)."""
-    name = f"orch_modes_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(f"create database {name}")
-    yield f"{postgres_server_url.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(f"drop database if exists {name} with (force)")
+def shared_db(module_databases) -> str:
+    return module_databases()
 
 
 class Sink:
