@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import duckdb
 import pyarrow.dataset as ds
@@ -168,7 +169,7 @@ def commit_dataset(output: OutputDescriptor, dest: Path, *, write_mode: WriteMod
     the rows this run wrote; checksum and size: the dataset's files after the commit)."""
     if write_mode == "append":
         return output
-    staged = Path(output.uri.removeprefix("file://"))
+    staged = Path(unquote(urlsplit(output.uri).path))  # as_uri() escapes, e.g. a space
     try:
         with dataset_lock(dest):
             if write_mode == "replace":

@@ -128,6 +128,7 @@ def test_parquet_replace_swaps_the_folder_and_keeps_the_run_copy(tmp_path: Path)
 
 
 def test_parquet_upsert_merges_by_key_idempotently(tmp_path: Path):
+    tmp_path = tmp_path / "a run id with spaces"  # output URIs escape them
     dest = tmp_path / "_tables" / "sales"
     commit_dataset(published(tmp_path, "r1", regions({"eu": 1, "us": 2})), dest, write_mode="upsert", key=["region"])
     run2 = published(tmp_path, "r2", regions({"eu": 5, "apac": 7}))
