@@ -238,7 +238,12 @@ class JsonlSource(FileSource):
     @staticmethod
     def _read(data: bytes | pa.Buffer, options: pajson.ParseOptions) -> pa.Table:
         buffer = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
-        block = max(1 << 20, min(buffer.size + 1, 1 << 26))
+        # With the schema fixed, 1 MiB blocks let pyarrow parse a read block on every core;
+        # inferring a schema reads it as one block so one inference covers all its lines.
+        if options.explicit_schema is not None:
+            block = 1 << 20
+        else:
+            block = max(1 << 20, min(buffer.size + 1, 1 << 26))
         return pajson.read_json(
             pa.BufferReader(buffer), read_options=pajson.ReadOptions(block_size=block), parse_options=options
         )
