@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 50, 500])
     parser.add_argument("--repeat", type=int, nargs="+", default=[5, 3, 1])
     parser.add_argument("--scheduler-sizes", type=int, nargs="+", default=None, help="LocalExecutor sizes (default: --sizes)")
+    parser.add_argument("--scheduler-repeat", type=int, nargs="+", default=None, help="LocalExecutor rounds per size (default: --repeat)")
     parser.add_argument("--no-scheduler", action="store_true")
     parser.add_argument("--worker", nargs=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if not args.no_scheduler:
             sizes = args.scheduler_sizes or args.sizes
-            local = scheduler_runs(folders, ids, sizes, args.repeat)
+            local = scheduler_runs(folders, ids, sizes, args.scheduler_repeat or args.repeat)
             curve["airflow LocalExecutor orchestra"] = {n: median(r["orchestra"]) for n, r in local.items()}
             curve["airflow LocalExecutor bare"] = {n: median(r["bare"]) for n, r in local.items()}
             for index, n in enumerate(sizes):

@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 50, 500, 1000])
     parser.add_argument("--repeat", type=int, nargs="+", default=[5, 5, 3, 1], help="rounds per size (last one repeats)")
     parser.add_argument("--saver-sizes", type=int, nargs=2, default=[5, 50])
+    parser.add_argument("--parallel-up-to", type=int, default=50, help="also run the graph at full concurrency up to this size")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     cores = os.cpu_count() or 1
@@ -180,18 +181,18 @@ def main(argv: list[str] | None = None) -> int:
     for index, size in enumerate(args.sizes):
         rounds = args.repeat[min(index, len(args.repeat) - 1)]
         batches = batch_queue(root, size)
-        runs = interleaved(
-            {
-                "loop": in_fresh_dir(lambda w, b=batches: run_loop(root, b, w)),
-                "graph": in_fresh_dir(lambda w, b=batches: run_graph(root, b, w, agents=1, checkpoint=None)),
-                "parallel": in_fresh_dir(lambda w, b=batches: run_graph(root, b, w, agents=cores, checkpoint=None)),
-            },
-            rounds,
-            progress=f"native {size} branches",
-        )
-        loop, graph, parallel = median(runs["loop"]), median(runs["graph"]), median(runs["parallel"])
+        variants = {
+            "loop": in_fresh_dir(lambda w, b=batches: run_loop(root, b, w)),
+            "graph": in_fresh_dir(lambda w, b=batches: run_graph(root, b, w, agents=1, checkpoint=None)),
+        }
+        if size <= args.parallel_up_to:
+            variants["parallel"] = in_fresh_dir(lambda w, b=batches: run_graph(root, b, w, agents=cores, checkpoint=None))
+        runs = interleaved(variants, rounds, progress=f"native {size} branches")
+        loop, graph = median(runs["loop"]), median(runs["graph"])
+        parallel = median(runs["parallel"]) if "parallel" in runs else None
         curve["native loop"][size], curve["native graph"][size] = loop, graph
-        curve[f"native graph, {cores} at a time"][size] = parallel
+        if parallel is not None:
+            curve[f"native graph, {cores} at a time"][size] = parallel
         overhead_rows.append(
             Row(
                 name=f"graph vs loop, {size} branches, in-memory saver",

@@ -4,10 +4,11 @@ a 2-core machine, then write bench/RESULTS.md and bench/results.json.
 Sizes and rounds (why): the specialists run at 1M rows (every engine, 5 rounds) and at
 10M rows (the specialist and the fastest engine, 3 rounds: runs of 10-30 s vary far less
 than the 1 s ones); the native runtime at 5/50/500/1000 branches over small real files
-(rounds 5/5/3/1: a 1000-branch run takes a minute on its own); the Airflow comparison
-under dag.test() at 5/50/500 branches and on a real LocalExecutor deployment at
-5/50/500; everything else 5 or more rounds. ``--quick`` shrinks everything for a smoke
-run (its figures mean little).
+(rounds 5/5/2/1; the graph at full concurrency up to 50 only: a 1000-branch run takes
+minutes on its own); the Airflow comparison under dag.test() at 5/50/500 branches
+(rounds 5/3/1) and on a real LocalExecutor deployment at 5/50/500 (rounds 3/1/1: every
+task is a process of its own there); everything else 5 or more rounds. ``--quick``
+shrinks everything for a smoke run (its figures mean little).
 
 Usage: python bench/run.py [--quick] [--only NAME ...] [--skip NAME ...]
 """
@@ -27,8 +28,8 @@ from harness import BENCH_DIR, SECTIONS_DIR, machine  # noqa: E402
 
 FULL = {
     "specialists": ["bench_specialists.py", "--sizes", "1000000", "10000000", "--repeat", "5", "--repeat-large", "3"],
-    "native_overhead": ["bench_graph.py", "--sizes", "5", "50", "500", "1000", "--repeat", "5", "5", "3", "1"],
-    "airflow_overhead": ["bench_airflow.py", "--sizes", "5", "50", "500", "--repeat", "5", "3", "1"],
+    "native_overhead": ["bench_graph.py", "--sizes", "5", "50", "500", "1000", "--repeat", "5", "5", "2", "1"],
+    "airflow_overhead": ["bench_airflow.py", "--sizes", "5", "50", "500", "--repeat", "5", "3", "1", "--scheduler-repeat", "3", "1", "1"],
     "state_size": ["bench_state_size.py", "--rows", "10000", "1000000", "10000000"],
     "parse": ["bench_parse.py", "--repeat", "7"],
     "waiting": ["bench_waiting.py", "--branches", "50"],
