@@ -8,6 +8,7 @@ bad line takes the slow path, which classifies lines in bulk (Arrow split + Duck
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,23 @@ _IS_JSON_OBJECT = (
 )
 
 
+_checker: Any = None
+_checker_lock = threading.Lock()
+
+
+def _json_checker() -> Any:
+    """A connection of its own (a cursor) to one in-process DuckDB kept for checking JSON
+    lines: opening a database per block costs more than checking the block. One thread
+    keeps row order (the blocks are small)."""
+    global _checker
+    import duckdb
+
+    with _checker_lock:
+        if _checker is None:
+            _checker = duckdb.connect(config={"threads": 1, "autoload_known_extensions": False, "autoinstall_known_extensions": False})
+        return _checker.cursor()
+
+
 def _classify_lines(lines: pa.Array) -> tuple[pa.Array, pa.Array]:
     """(good, bad) masks: good lines hold one JSON object; blank lines are neither.
     A line that is not valid UTF-8 is bad."""
@@ -75,11 +93,8 @@ def _classify_lines(lines: pa.Array) -> tuple[pa.Array, pa.Array]:
         lines = pc.if_else(broken, pa.scalar(b"", pa.binary()), lines)
     text = lines.cast(pa.string())
     blank = pc.equal(pc.utf8_trim_whitespace(text), "")
-    import duckdb
-
-    con = duckdb.connect()
+    con = _json_checker()
     try:
-        con.execute("set threads to 1")  # keeps row order; the block is small
         con.register("lines", pa.table({"line": text}))
         valid = con.sql(_IS_JSON_OBJECT).to_arrow_table().column("ok").combine_chunks()
     finally:
