@@ -58,6 +58,8 @@ def read_config_file(path: str):
         raise CliError(f"cannot read config file {path}: {exc}") from None
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise CliError(f"config file {path} nests deeper than it can be read; a workflow config is a few levels deep") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -113,8 +115,13 @@ class ProgressPrinter:
                 seconds = event.get("seconds")
                 s = f" in {seconds:.2f}s" if seconds is not None else ""
                 return head + f"success: {q}{event.get('rows_in', 0):,} rows in, {event.get('rows_out', 0):,} out{s}"
+            if status == "empty":
+                return head + f"empty: {EMPTY_NOTE}"
             return head + f"{status}: {event.get('error') or ''}".rstrip()
         return None
+
+
+EMPTY_NOTE = "read no row, quality 0, left out of the merge and the success rate"
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
@@ -140,6 +147,12 @@ def render_report(report, thread_id: str) -> str:
         )
         if b.error:
             lines.append(f"      {b.error}")
+        if b.metrics.rows_pending:
+            lines.append(
+                f"      {b.metrics.rows_pending:,} row(s) pending: a last line without its newline, read by the next run"
+            )
+    if m.empty_branch_ids:
+        lines.append(f"  empty ({EMPTY_NOTE}): {', '.join(m.empty_branch_ids)}")
     if m.cancelled_branch_ids:
         lines.append(f"  cancelled by the sync point: {', '.join(m.cancelled_branch_ids)}")
     if m.failed_branch_ids:
@@ -190,9 +203,9 @@ def _shown(url: str | None) -> str:
         return "memory"
     if "://" not in url:
         return url
-    from airflow_provider_orchestra.specialists.io.connections import redact
+    from airflow_provider_orchestra.core.secrets import redact_url
 
-    return redact(url)
+    return redact_url(url)
 
 
 def _open_factory(ledger: str | None, config=None):

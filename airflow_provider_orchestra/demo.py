@@ -191,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if s["failed_branches"]:
             print(f"  failed branches:     {', '.join(s['failed_branches'])}")
+        if s.get("empty_branches"):
+            print(f"  empty branches:      {', '.join(s['empty_branches'])} (read no row; not merged)")
     if summary["failed_tasks"]:
         print(f"  failed tasks:        {', '.join(summary['failed_tasks'])}")
     print(f"  Airflow home:        {paths['home']}  (metadata DB {paths['db'].name})")

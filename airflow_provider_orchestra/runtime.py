@@ -12,7 +12,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from airflow_provider_orchestra.core import analysis, balancing, integration, merging, quality_gate
@@ -31,6 +30,7 @@ from airflow_provider_orchestra.core.models import (
     WorkflowMode,
     parse_config,
 )
+from airflow_provider_orchestra.core.outcomes import COMPLETED, SUCCESS
 from airflow_provider_orchestra.core.specialists import category_of, specialist_names
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,9 @@ def default_ledger_url(config: WorkflowConfig | None = None) -> str:
     url = os.environ.get(LEDGER_URL_ENV)
     if url:
         return url
-    root = Path(config.storage.output_root if config else "output")
-    return str(root / "_state" / "ledger.sqlite")
+    from airflow_provider_orchestra.specialists.io.paths import state_path
+
+    return str(state_path(config.storage.output_root if config else "output", "ledger.sqlite"))
 
 
 def open_factory(
@@ -219,9 +220,10 @@ def execute_branch(
             seconds = result.metrics.execution_seconds
             factory.record_outcome(
                 agent.agent_type,
-                success=result.status == "success",
+                # An empty input is no fault of the agent, and no measure of its quality either.
+                success=result.status in COMPLETED,
                 seconds=seconds if seconds is not None else time.monotonic() - started,
-                quality=result.metrics.quality,
+                quality=result.metrics.quality if result.status == SUCCESS else None,
             )
         except (NoSuitableAgentError, AgentCreationError) as exc:
             result = failed_result(

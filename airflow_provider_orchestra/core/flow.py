@@ -10,6 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
 from airflow_provider_orchestra.core.models import AnalysisResult, GateResult, SyncDecision
+from airflow_provider_orchestra.core.outcomes import COMPLETED
 
 SyncStep = Literal["merge", "recover", "wait"]
 GateStep = Literal["integrate", "revise", "stop"]
@@ -56,14 +57,14 @@ def observed_outcomes(
 ) -> tuple[set[str], set[str]]:
     """What the sync policy is told: succeeded and failed branches of the run.
 
-    A branch that succeeded in an earlier round counts as succeeded unless it is being run
+    A branch that ended empty counts as succeeded here: it completed (core.outcomes). A branch that succeeded in an earlier round counts as succeeded unless it is being run
     again right now (a revision round re-runs weak successes; while it runs it is pending,
     and if the re-run fails the earlier success still stands). Allocated branches that are
     neither pending nor succeeded will not complete in this round: they count as failed.
     """
     pending = set(pending)
     succeeded = {b for b in succeeded_before if b not in pending}
-    succeeded |= {b for b, status in ended.items() if status == "success"}
+    succeeded |= {b for b, status in ended.items() if status in COMPLETED}
     failed = {b for b in allocated if b not in succeeded and b not in pending}
     return succeeded, failed
 

@@ -31,14 +31,16 @@ SAFE_NAME_MAX = 100
 
 
 def safe_name(value: str) -> str:
-    """A run id, branch id or workflow id as one portable path component.
+    """A run id, branch id or workflow id as one portable path component of at most
+    ``SAFE_NAME_MAX`` + 9 characters (well under every file system's 255).
 
-    Unsafe characters become ``_``; when anything was changed a short hash of the original
-    is appended, so two different ids never share a directory. Branch outputs and the
-    integrated manifest both use it, so a run's files share one folder.
+    Unsafe characters become ``_``; when anything was changed (characters, or a length
+    cut to ``SAFE_NAME_MAX``) a short hash of the original is appended, so two different
+    ids never share a directory. Branch outputs and the integrated manifest both use it,
+    so a run's files share one folder.
     """
     cleaned = _UNSAFE.sub("_", value).strip("._") or "_"
-    if cleaned != value:
+    if cleaned != value or len(cleaned) > SAFE_NAME_MAX:
         digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:8]
         cleaned = f"{cleaned[:SAFE_NAME_MAX]}-{digest}"
     return cleaned
@@ -152,6 +154,7 @@ def report_summary(report: FinalReport) -> dict[str, Any]:
                 "success_rate": round(m.success_rate, 6),
                 "successful_branches": m.successful_branches,
                 "failed_branches": m.failed_branch_ids,
+                "empty_branches": m.empty_branch_ids,
             }
         )
     )

@@ -10,7 +10,7 @@ from airflow_provider_orchestra.core.models import (
     CategorySynthesis,
     MergeReport,
 )
-from airflow_provider_orchestra.core.outcomes import outcomes
+from airflow_provider_orchestra.core.outcomes import SUCCESS, outcomes
 
 QUALITY_WEIGHT = 0.7
 TIME_WEIGHT = 0.3
@@ -77,11 +77,13 @@ def merge_results(results: Iterable[BranchResult], allocated: int, round: int = 
       category reports ``no_<category>_data`` with quality 0
     - overall_quality = mean quality of the categories that have data (0 if none)
     - success_rate = successful branches / allocated branches
+    - an empty branch (read no row) is in no category and is not a success: it is named
+      in ``empty_branch_ids`` (core.outcomes)
     - integration_confidence = overall_quality * success_rate
     """
     final = latest_results(results)
     ended = outcomes(final)
-    ok = [r for r in final if r.status == "success"]
+    ok = [r for r in final if r.status == SUCCESS]
     categories = {c: merge_category(c, [r for r in ok if r.category == c]) for c in CATEGORIES}
     with_data = [s.quality_score for s in categories.values() if s.sources_count]
     overall = sum(with_data) / len(with_data) if with_data else 0.0
@@ -91,9 +93,11 @@ def merge_results(results: Iterable[BranchResult], allocated: int, round: int = 
         successful_branches=len(ended.succeeded),
         failed_branches=len(ended.failed),
         cancelled_branches=len(ended.cancelled),
+        empty_branches=len(ended.empty),
         allocated_branches=allocated,
         failed_branch_ids=ended.failed,
         cancelled_branch_ids=ended.cancelled,
+        empty_branch_ids=ended.empty,
         overall_quality=overall,
         integration_confidence=overall * success_rate,
         success_rate=success_rate,

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,6 +30,16 @@ Identifier = Annotated[
 """Branch, batch and sync point names: safe in task ids, file names and SQL identifiers."""
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _no_nul_byte(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("holds a NUL byte, which no file path can")
+    return value
+
+
+PathText = Annotated[str, AfterValidator(_no_nul_byte)]
+"""A file or directory path as a user writes it."""
 
 BranchType = Literal["data_ingestion", "data_aggregation"]
 SourceType = Literal["streaming", "batch", "realtime"]
@@ -48,7 +59,8 @@ SPECIALISTS: tuple[str, ...] = (
 )
 """The five built-in specialists of the reference design. Every registered specialist,
 these first: ``core.specialists.specialist_names()``."""
-BranchStatus = Literal["success", "failed", "cancelled", "skipped"]
+BranchStatus = Literal["success", "empty", "failed", "cancelled", "skipped"]
+"""``empty``: the branch ran to its end but read no row (core.outcomes says what follows)."""
 GateDecision = Literal["approved", "needs_revision", "critical_failure"]
 InterruptNode = Literal["sync_point_manager", "quality_validator"]
 WriteMode = Literal["append", "replace", "upsert"]
@@ -81,7 +93,7 @@ class SourceRef(_ConfigModel):
     a password in it."""
 
     kind: Literal["csv", "jsonl", "parquet", "postgres"]
-    path: str | None = None
+    path: PathText | None = None
     table: str | None = None
     db_schema: str = Field(default="public", alias="schema")
     conn_id: str | None = None
@@ -102,8 +114,9 @@ class ColumnRule(_ConfigModel):
     column: str
     not_null: bool = False
     unique: bool = False
-    min: float | None = None
-    max: float | None = None
+    # An integer bound stays an integer: above 2**53 a float cannot tell neighbours apart.
+    min: int | float | None = None
+    max: int | float | None = None
     allowed: list[str | int | float] | None = None
 
 
@@ -232,8 +245,8 @@ class StorageConfig(_ConfigModel):
     """File roots. Sources must resolve under one of ``data_roots``; every output is
     written under ``output_root``. Relative paths are relative to the process's cwd."""
 
-    data_roots: list[str] = Field(default_factory=lambda: ["data"])
-    output_root: str = "output"
+    data_roots: list[PathText] = Field(default_factory=lambda: ["data"])
+    output_root: PathText = "output"
     sink_conn_id: str | None = None
 
 
@@ -480,15 +493,17 @@ class CategorySynthesis(_Model):
 
 class MergeReport(_Model):
     """Counts and ids follow core.outcomes: each branch's final result is counted once, as
-    successful, failed or cancelled."""
+    successful, empty, failed or cancelled."""
 
     categories: dict[Category, CategorySynthesis]
     successful_branches: int
     failed_branches: int
     cancelled_branches: int = 0
+    empty_branches: int = 0
     allocated_branches: int
     failed_branch_ids: list[str] = Field(default_factory=list)
     cancelled_branch_ids: list[str] = Field(default_factory=list)
+    empty_branch_ids: list[str] = Field(default_factory=list)
     overall_quality: float
     integration_confidence: float
     success_rate: float

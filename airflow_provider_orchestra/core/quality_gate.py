@@ -18,7 +18,10 @@ def decide(
     """
     q, rate = report.overall_quality, report.success_rate
     if report.successful_branches == 0:
-        return GateResult(decision="critical_failure", reason="no branch succeeded", final=True, round=round)
+        reason = "no branch succeeded"
+        if report.empty_branch_ids:
+            reason += f" ({', '.join(report.empty_branch_ids)} read no row)"
+        return GateResult(decision="critical_failure", reason=reason, final=True, round=round)
     if q < policy.critical_quality:
         return GateResult(
             decision="critical_failure",

@@ -22,9 +22,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from airflow_provider_orchestra.core.errors import LedgerUnavailableError
+from airflow_provider_orchestra.core.secrets import redact_url, scrub
 
 DEFAULT_NAMESPACE = "orchestra"
 _NAMESPACE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
@@ -46,38 +46,6 @@ class Cursor(Protocol):
 
 class Executor(Protocol):
     def __call__(self, query: str, params: Sequence[Any] = ()) -> Cursor: ...
-
-
-def _secrets(url: str) -> list[str]:
-    """Passwords in the URL: its userinfo and any ``password=`` query parameter."""
-    parts = urlsplit(url)
-    found = []
-    userinfo = parts.netloc.rpartition("@")[0]
-    if ":" in userinfo:
-        found.append(userinfo.partition(":")[2])
-    found += [value for key, value in parse_qsl(parts.query) if key.lower() == "password"]
-    found += [unquote(secret) for secret in found]
-    return sorted({secret for secret in found if secret}, key=len, reverse=True)
-
-
-def redact_url(url: str) -> str:
-    """The URL with every password replaced by ``***`` (also when the URL is malformed)."""
-    parts = urlsplit(url)
-    userinfo, at, hostinfo = parts.netloc.rpartition("@")
-    netloc = parts.netloc
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.partition(':')[0]}:***@{hostinfo}"
-    query = "&".join(
-        f"{key}=***" if key.lower() == "password" else f"{key}={value}"
-        for key, value in parse_qsl(parts.query, keep_blank_values=True)
-    )
-    return _scrub(parts._replace(netloc=netloc, query=query).geturl(), url)
-
-
-def _scrub(text: str, url: str) -> str:
-    for secret in _secrets(url):
-        text = text.replace(secret, "***")
-    return text
 
 
 class Store(ABC):
@@ -293,7 +261,7 @@ class PostgresStore(Store):
         return sql.SQL(query).format(**names)
 
     def _unavailable(self, action: str, exc: BaseException) -> LedgerUnavailableError:
-        detail = _scrub(" ".join(str(exc).split()) or type(exc).__name__, self._url)
+        detail = scrub(" ".join(str(exc).split()) or type(exc).__name__, self._url)
         return LedgerUnavailableError(
             f"the Postgres ledger at {self.display_url} is unavailable ({action}): {detail}"
         )

@@ -78,7 +78,7 @@ from airflow_provider_orchestra.core.models import (
     parse_config,
     utcnow,
 )
-from airflow_provider_orchestra.core.outcomes import outcomes
+from airflow_provider_orchestra.core.outcomes import COMPLETED, outcomes
 from airflow_provider_orchestra.core.specialists import specialist_names
 from airflow_provider_orchestra.core.sync import evaluate_sync
 from airflow_provider_orchestra.graph import routes
@@ -214,7 +214,7 @@ class _WorkflowNodes:
             round=round_,
             branch_ids=[t.branch_id for t in tasks],
             allocated_ids=[a.branch_id for a in analysis.allocations],
-            succeeded_before={r.branch_id for r in results if r.status == "success"},
+            succeeded_before={r.branch_id for r in results if r.status in COMPLETED},
             ended=ended,
             sync_points=config.sync_points,
             branch_dependencies=config.branch_dependencies,
@@ -385,7 +385,7 @@ class _WorkflowNodes:
                     wait_seconds=0.0,  # the board waits instead, and stops waiting when cancelled
                 )
                 reason = board.cancellation(task.branch_id)
-                if reason is not None and result.status != "success":
+                if reason is not None and result.status not in COMPLETED:
                     # The branch ended unsuccessfully after the sync point let go of it (it
                     # failed while being cancelled): it was the sync point's doing.
                     return runtime.failed_result(
@@ -442,7 +442,7 @@ class _WorkflowNodes:
 
         allocated = [a.branch_id for a in state.analysis.allocations]
         this_round = {r.branch_id: r.status for r in state.branch_results if r.round == state.round}
-        succeeded_any = {r.branch_id for r in state.branch_results if r.status == "success"}
+        succeeded_any = {r.branch_id for r in state.branch_results if r.status in COMPLETED}
         succeeded, failed = observed_outcomes(allocated, succeeded_any, this_round, pending=())
         decision = evaluate_sync(
             sync_points=cfg.sync_points,
@@ -511,6 +511,7 @@ class _WorkflowNodes:
                     successful_branches=report.successful_branches,
                     failed_branches=report.failed_branch_ids,
                     cancelled_branches=report.cancelled_branch_ids,
+                    empty_branches=report.empty_branch_ids,
                 )
             ],
         }

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from airflow_provider_orchestra.core.secrets import redact_text
 from airflow_provider_orchestra.provider_info import (
     FACTORY_CONN_FIELDS,
     FACTORY_CONN_TYPE,
@@ -124,6 +125,10 @@ class AgentFactoryHook(BaseHook):
     @cached_property
     def settings(self) -> dict[str, Any]:
         """The connection's extras, or {} for the embedded default."""
+        if "://" in self.factory_conn_id:
+            raise AirflowNotFoundException(
+                f"factory connection id {redact_text(self.factory_conn_id)!r} is a URL: name a connection instead"
+            )
         try:
             conn = self.get_connection(self.factory_conn_id)
         except AirflowNotFoundException:

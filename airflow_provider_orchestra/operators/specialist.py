@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_orchestra.core.errors import SpecialistError
 from airflow_provider_orchestra.core.models import BranchTask, WorkflowConfig
+from airflow_provider_orchestra.core.outcomes import COMPLETED, SUCCESS
 from airflow_provider_orchestra.hooks.agent_factory import (
     DEFAULT_FACTORY_CONN_ID,
     AgentFactoryHook,
@@ -81,11 +81,11 @@ class OrchestraSpecialistOperator(BaseOperator):
         store = context.get("task_state_store")
         if store is not None:
             return TaskStateCheckpointSaver(store), True
-        url = (
-            self.checkpoint_url
-            or os.environ.get(CHECKPOINT_URL_ENV)
-            or str(Path(task.storage.output_root) / "_state" / "checkpoints.sqlite")
-        )
+        url = self.checkpoint_url or os.environ.get(CHECKPOINT_URL_ENV)
+        if not url:
+            from airflow_provider_orchestra.specialists.io.paths import state_path
+
+            url = str(state_path(task.storage.output_root, "checkpoints.sqlite"))
         return make_saver(url), False
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -122,24 +122,26 @@ class OrchestraSpecialistOperator(BaseOperator):
                 connections=AirflowConnectionResolver(),
                 on_progress=self._log_progress(task.branch_id),
             )
-            if result.status == "success":
+            if result.status in COMPLETED:
                 saver.delete_thread(holder)  # a cleared and re-run task starts afresh
         finally:
             if not in_task_state:
                 close_saver(saver)
         m = result.metrics
-        if result.status != "success":
+        if result.status not in COMPLETED:
             context["ti"].xcom_push(key=FAILED_RESULT_KEY, value=result.model_dump(mode="json"))
             raise SpecialistError(
                 f"branch {task.branch_id} ({task.specialist}, round {task.round}) {result.status}: {result.error}"
             )
         self._lineage = (task, result)
         self.log.info(
-            "Branch %s done: %d row(s) in, %d out, %d rejected, %d record batch(es), quality %s, %.2fs",
+            "Branch %s %s: %d row(s) in, %d out, %d rejected, %d pending, %d record batch(es), quality %s, %.2fs",
             task.branch_id,
+            "done" if result.status == SUCCESS else "read no row (empty: quality 0, left out of the merge)",
             m.rows_in,
             m.rows_out,
             m.rows_rejected,
+            m.rows_pending,
             m.record_batches,
             "n/a" if m.quality is None else f"{m.quality:.3f}",
             m.execution_seconds or 0.0,

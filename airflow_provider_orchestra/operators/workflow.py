@@ -89,6 +89,8 @@ class OrchestraAnalyzerOperator(OrchestraBaseOperator):
                 base = json.loads(base)
             except ValueError as exc:
                 raise AirflowFailException(f"invalid workflow config: not JSON ({exc})") from None
+            except RecursionError:
+                raise AirflowFailException("invalid workflow config: nested deeper than it can be read") from None
         if not isinstance(base, dict):
             raise AirflowFailException(f"invalid workflow config: expected an object, got {type(base).__name__}")
         return {**base, **overrides}
@@ -225,7 +227,7 @@ class OrchestraMergerOperator(OrchestraBaseOperator):
         report = runtime.merge(allocated, results, rl.round)
         self.log.info(
             "Round %d merge: %d/%d branch(es) successful, overall quality %.3f, success rate %.3f; "
-            "failed %s, cancelled %s",
+            "failed %s, cancelled %s, empty (read no row; not merged) %s",
             rl.round,
             report.successful_branches,
             report.allocated_branches,
@@ -233,6 +235,7 @@ class OrchestraMergerOperator(OrchestraBaseOperator):
             report.success_rate,
             report.failed_branch_ids,
             report.cancelled_branch_ids,
+            report.empty_branch_ids,
         )
         return report.model_dump(mode="json")
 
@@ -395,7 +398,8 @@ class OrchestraStopOperator(_ReportingOperator):
         report = self.write_report(context, rl.round, gate)
         raise AirflowFailException(
             f"workflow {report.workflow_id} stopped in round {rl.round}: {report.status} - {gate.reason}; "
-            f"failed branches {report.merge.failed_branch_ids}; report: {report.asset_uri}"
+            f"failed branches {report.merge.failed_branch_ids}; empty branches (read no row) "
+            f"{report.merge.empty_branch_ids}; report: {report.asset_uri}"
         )
 
 

@@ -32,6 +32,7 @@ from langgraph.graph import StateGraph
 
 from airflow_provider_orchestra.core.errors import SourceError
 from airflow_provider_orchestra.core.models import BranchTask, Metric
+from airflow_provider_orchestra.core.outcomes import share
 from airflow_provider_orchestra.specialists.base import (
     Attempt,
     RunContext,
@@ -40,6 +41,7 @@ from airflow_provider_orchestra.specialists.base import (
 )
 from airflow_provider_orchestra.specialists.engine import (
     Meter,
+    is_numeric,
     duckdb_connection,
     is_out_of_memory,
     open_task_source,
@@ -67,10 +69,6 @@ def build_subgraph() -> StateGraph:
 
 def metric_name(metric: Metric) -> str:
     return metric.name or f"{metric.fn}_{metric.column}"
-
-
-def _is_numeric(data_type: pa.DataType) -> bool:
-    return pa.types.is_integer(data_type) or pa.types.is_floating(data_type) or pa.types.is_decimal(data_type)
 
 
 def _metric_sql(metric: Metric, data_type: pa.DataType) -> str:
@@ -103,7 +101,7 @@ class _AggregationSpecialist(Specialist):
                 problems.append(f"metric {metric_name(metric)!r} reads unknown column {metric.column!r}")
                 continue
             data_type = schema.field(metric.column).type
-            if metric.fn in _NUMERIC_FUNCTIONS and not _is_numeric(data_type):
+            if metric.fn in _NUMERIC_FUNCTIONS and not is_numeric(data_type):
                 problems.append(f"metric {metric_name(metric)!r}: {metric.fn} of non-numeric column {metric.column!r} ({data_type})")
             metrics.append(_metric_sql(metric, data_type))
         outputs = [*options.group_by, *(metric_name(m) for m in options.metrics)] if metrics else [*options.group_by, "row_count"]
@@ -198,12 +196,14 @@ class _AggregationSpecialist(Specialist):
         rows_in = source.rows_read + len(source.rejected)
         details: dict[str, Any] = {
             "groups": main.rows,
+            # Every row read went into a group: rows_in = rows_aggregated + rows_rejected.
+            "rows_aggregated": source.rows_read,
             "record_batch_rows": batch_rows,
             "malformed_lines": len(source.rejected),
             "sink": None if plan["sink"] is None else f"{plan['sink']['db_schema']}.{plan['sink']['table']}",
         }
         if self.measures_input_quality:
-            quality = (complete / rows_in) if rows_in else 1.0
+            quality = share(complete, rows_in)
             details.update(
                 input_quality=quality,
                 complete_rows=complete,
@@ -211,7 +211,7 @@ class _AggregationSpecialist(Specialist):
                 rejected_rows=len(source.rejected),
             )
         else:
-            quality = (source.rows_read / rows_in) if rows_in else 1.0
+            quality = share(source.rows_read, rows_in)
         return Attempt(
             rows_in=rows_in,
             rows_out=main.rows,

@@ -16,7 +16,8 @@ Each specialist is a small LangGraph graph::
   (or after a data error) the specialist picks its next fallback strategy, up to the
   spec's ``iteration_limit``. Strategies are deterministic, so a ladder that has nothing
   left to try stops early instead of measuring the same thing again.
-- ``finish`` turns the last successful attempt into a :class:`BranchResult`.
+- ``finish`` turns the last successful attempt into a :class:`BranchResult`: ``success``,
+  or ``empty`` (quality 0, core.outcomes) when the input held no row to read.
 
 State holds only descriptors (paths, counts, checksums, metrics), never rows. Compiled
 with a checkpointer and invoked under the caller's thread id, a rerun after a kill resumes
@@ -42,10 +43,12 @@ from airflow_provider_orchestra.core.errors import SinkError
 from airflow_provider_orchestra.core.models import (
     BranchMetrics,
     BranchResult,
+    BranchStatus,
     BranchTask,
     OutputDescriptor,
     SpecialistName,
 )
+from airflow_provider_orchestra.core.outcomes import COMPLETED, EMPTY, EMPTY_QUALITY, SUCCESS
 from airflow_provider_orchestra.core.specialists import category_of
 from airflow_provider_orchestra.specialists.engine import (
     DATA_ERRORS,
@@ -103,6 +106,10 @@ class Attempt:
     outputs: list[OutputDescriptor] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     peak_arrow_bytes: int | None = None
+
+
+_ATTEMPT_SUMMARY = ("iteration", "strategy", "ok", "error", "quality", "rows_out", "seconds")
+"""What the result's ``details.attempts`` keeps of each attempt."""
 
 
 def task_fingerprint(task: BranchTask) -> str:
@@ -300,7 +307,9 @@ class Specialist:
         last = attempts[-1]
         steps = [*state.get("steps", []), "check"]
         good = last["ok"] and (last["quality"] is None or last["quality"] >= self.quality_threshold)
-        if good or state["iteration"] >= self.iteration_limit:
+        # No strategy finds rows in an input that has none.
+        empty = last["ok"] and last["rows_in"] == 0
+        if good or empty or state["iteration"] >= self.iteration_limit:
             return {"decision": "finish", "steps": steps}
         following = self.next_strategy(state["plan"], attempts)
         if following is None:
@@ -313,92 +322,106 @@ class Specialist:
         }
 
     def _node_finish(self, state: SpecialistState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-        ctx = runtime.context
+        result = self._final_result(state, runtime.context)
+        return {"result": result.model_dump(mode="json"), "steps": [*state.get("steps", []), "finish"]}
+
+    def _final_result(self, state: SpecialistState, ctx: RunContext) -> BranchResult:
+        """The branch's result: failed (at planning, in every attempt, or at the commit),
+        else from the last attempt that succeeded: ``success``, or ``empty`` when it read
+        no row."""
         task = ctx.task
-        steps = [*state.get("steps", []), "finish"]
         attempts = state.get("attempts", [])
-        base = {
-            "branch_id": task.branch_id,
-            "specialist": task.specialist,
-            "category": category_of(task.specialist),
-            "round": task.round,
-            "agent_type": self.agent_type,
-            "agent_id": self.agent_id,
-        }
-        details: dict[str, Any] = {
-            "quality_threshold": self.quality_threshold,
-            "iteration_limit": self.iteration_limit,
-            "attempts": [
-                {k: a.get(k) for k in ("iteration", "strategy", "ok", "error", "quality", "rows_out", "seconds")}
-                for a in attempts
-            ],
-        }
-        peaks = [a["peak_arrow_bytes"] for a in attempts if a.get("peak_arrow_bytes") is not None]
         if state.get("failure") is not None:
-            result = BranchResult(
-                **base,
-                status="failed",
-                error=f"{task.branch_id}: {state['failure']}",
-                metrics=BranchMetrics(execution_seconds=state.get("seconds", 0.0), iterations=0),
-                details=details,
-            )
-            return {"result": result.model_dump(mode="json"), "steps": steps}
+            return self._failed_result(task, state, state["failure"])
         succeeded = [a for a in attempts if a["ok"]]
         if not succeeded:
             last = attempts[-1]
-            result = BranchResult(
-                **base,
-                status="failed",
-                error=f"{task.branch_id}: {last['error']} (after {len(attempts)} attempt(s), last strategy {last['strategy']!r})",
-                metrics=BranchMetrics(
-                    execution_seconds=state.get("seconds", 0.0),
-                    iterations=len(attempts),
-                    peak_memory_bytes=max(peaks) if peaks else None,
-                ),
-                details=details,
+            return self._failed_result(
+                task,
+                state,
+                f"{last['error']} (after {len(attempts)} attempt(s), last strategy {last['strategy']!r})",
             )
-            return {"result": result.model_dump(mode="json"), "steps": steps}
         chosen = succeeded[-1]
         try:
             outputs = self.commit_outputs(task, [OutputDescriptor.model_validate(o) for o in chosen["outputs"]])
             self.on_success(task, state["plan"], chosen, ctx)
         except DATA_ERRORS as exc:
-            result = BranchResult(
-                **base,
-                status="failed",
-                error=f"{task.branch_id}: output written but not committed: {describe_error(exc)}",
-                metrics=BranchMetrics(execution_seconds=state.get("seconds", 0.0), iterations=len(attempts)),
-                details=details,
-            )
-            return {"result": result.model_dump(mode="json"), "steps": steps}
-        quality = chosen["quality"]
-        # Keys starting with "_" are the specialist's own bookkeeping (e.g. the offset to
-        # commit), not part of the result.
-        details.update({k: v for k, v in (chosen.get("details") or {}).items() if not k.startswith("_")})
-        details.update(
-            strategy=chosen["strategy"],
-            quality_met=quality is None or quality >= self.quality_threshold,
-        )
-        act_seconds = chosen["seconds"]
-        result = BranchResult(
-            **base,
-            status="success",
+            return self._failed_result(task, state, f"output written but not committed: {describe_error(exc)}")
+        return self._completed_result(task, state, chosen, outputs)
+
+    def _result(
+        self,
+        task: BranchTask,
+        state: SpecialistState,
+        status: BranchStatus,
+        metrics: dict[str, Any],
+        details: dict[str, Any],
+        **fields: Any,
+    ) -> BranchResult:
+        """A result with what every status shares: identity, time, iterations, memory
+        peak and the attempts in ``details``."""
+        attempts = state.get("attempts", [])
+        peaks = [a["peak_arrow_bytes"] for a in attempts if a.get("peak_arrow_bytes") is not None]
+        return BranchResult(
+            branch_id=task.branch_id,
+            specialist=task.specialist,
+            category=category_of(task.specialist),
+            round=task.round,
+            agent_type=self.agent_type,
+            agent_id=self.agent_id,
+            status=status,
             metrics=BranchMetrics(
-                rows_in=chosen["rows_in"],
-                rows_out=chosen["rows_out"],
-                rows_rejected=chosen["rows_rejected"],
-                rows_pending=chosen.get("rows_pending", 0),
-                record_batches=chosen["record_batches"],
                 execution_seconds=state.get("seconds", 0.0),
-                throughput_rows_per_second=(chosen["rows_in"] / act_seconds) if act_seconds > 0 else 0.0,
-                quality=quality,
                 iterations=len(attempts),
                 peak_memory_bytes=max(peaks) if peaks else None,
+                **metrics,
             ),
-            outputs=outputs,
-            details=details,
+            details={
+                "quality_threshold": self.quality_threshold,
+                "iteration_limit": self.iteration_limit,
+                "attempts": [{k: a.get(k) for k in _ATTEMPT_SUMMARY} for a in attempts],
+                **details,
+            },
+            **fields,
         )
-        return {"result": result.model_dump(mode="json"), "steps": steps}
+
+    def _failed_result(self, task: BranchTask, state: SpecialistState, reason: str) -> BranchResult:
+        return self._result(task, state, "failed", {}, {}, error=f"{task.branch_id}: {reason}")
+
+    def _completed_result(
+        self, task: BranchTask, state: SpecialistState, chosen: dict[str, Any], outputs: list[OutputDescriptor]
+    ) -> BranchResult:
+        """``success`` with the attempt's measures, or ``empty`` (quality EMPTY_QUALITY)
+        when it read no row: an empty input is never a perfect one."""
+        empty = chosen["rows_in"] == 0
+        quality = EMPTY_QUALITY if empty else chosen["quality"]
+        act_seconds = chosen["seconds"]
+        # Keys starting with "_" are the specialist's own bookkeeping (e.g. the offset to
+        # commit), not part of the result.
+        details = {k: v for k, v in (chosen.get("details") or {}).items() if not k.startswith("_")}
+        details.update(
+            strategy=chosen["strategy"],
+            quality_met=not empty and (quality is None or quality >= self.quality_threshold),
+        )
+        if empty:
+            pending = chosen.get("rows_pending", 0)
+            details["empty"] = "no row to read" + (f"; {pending} pending (not complete yet)" if pending else "")
+        return self._result(
+            task,
+            state,
+            EMPTY if empty else SUCCESS,
+            {
+                "rows_in": chosen["rows_in"],
+                "rows_out": chosen["rows_out"],
+                "rows_rejected": chosen["rows_rejected"],
+                "rows_pending": chosen.get("rows_pending", 0),
+                "record_batches": chosen["record_batches"],
+                "throughput_rows_per_second": (chosen["rows_in"] / act_seconds) if act_seconds > 0 else 0.0,
+                "quality": quality,
+            },
+            details,
+            outputs=outputs,
+        )
 
     # ----------------------------------------------------------------- running
 
@@ -438,6 +461,8 @@ class Specialist:
         snapshot = graph.get_state(config)
         values = snapshot.values or {}
         same_task = values.get("task_key") == key
+        # Each step's checkpoint is written before the next step starts ("sync"): a run
+        # killed mid-act must find the plan it made, not an unfinished write of it.
         if same_task and snapshot.next:
             log.info(
                 "Branch %s: resuming at %s from the checkpoint of an earlier attempt (thread %s; done: %s)",
@@ -446,11 +471,11 @@ class Specialist:
                 config["configurable"]["thread_id"],
                 ", ".join(values.get("steps", [])) or "nothing",
             )
-            final = graph.invoke(None, config, context=ctx)
-        elif same_task and values.get("result") and values["result"].get("status") == "success":
+            final = graph.invoke(None, config, context=ctx, durability="sync")
+        elif same_task and values.get("result") and values["result"].get("status") in COMPLETED:
             final = values
         else:
-            final = graph.invoke(self._initial_state(task, key), config, context=ctx)
+            final = graph.invoke(self._initial_state(task, key), config, context=ctx, durability="sync")
         return BranchResult.model_validate(final["result"])
 
     def _initial_state(self, task: BranchTask, key: str) -> SpecialistState:

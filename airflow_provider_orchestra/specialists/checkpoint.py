@@ -16,12 +16,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
 from airflow_provider_orchestra.core.errors import OrchestraError
+from airflow_provider_orchestra.core.secrets import redact_url, scrub
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 # Arbitrary constant: every process setting up checkpoint tables takes the same lock.
@@ -32,24 +32,6 @@ _setup_guard = threading.Lock()
 
 class CheckpointStoreError(OrchestraError):
     """The checkpoint store named by a URL cannot be opened."""
-
-
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    user = f"{parts.username}:***@" if parts.password else (f"{parts.username}@" if parts.username else "")
-    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
-
-
-def _scrub(message: str, url: str) -> str:
-    password = urlsplit(url).password
-    if password:
-        message = message.replace(password, "***").replace(unquote(password), "***")
-    return message
 
 
 def _sqlite_path(url: str) -> Path:
@@ -90,12 +72,12 @@ def _postgres_saver(url: str) -> BaseCheckpointSaver:
             url, autocommit=True, prepare_threshold=0, row_factory=dict_row, connect_timeout=10
         )
     except psycopg.Error as exc:
-        reason = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
+        reason = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
         raise CheckpointStoreError(
-            f"cannot reach the checkpoint database {_redacted(url)}: {reason}"
+            f"cannot reach the checkpoint database {redact_url(url)}: {reason}"
         ) from None
     saver = PostgresSaver(conn)
-    key = _redacted(url)
+    key = redact_url(url)
     with _setup_guard:
         if key not in _setup_done:
             try:
@@ -107,7 +89,7 @@ def _postgres_saver(url: str) -> BaseCheckpointSaver:
             except psycopg.Error as exc:
                 conn.close()
                 raise CheckpointStoreError(
-                    f"cannot create checkpoint tables in {key}: {_scrub(str(exc), url)}"
+                    f"cannot create checkpoint tables in {key}: {scrub(str(exc), url)}"
                 ) from None
             _setup_done.add(key)
     return saver
@@ -122,7 +104,7 @@ def make_saver(url: str | None = None) -> BaseCheckpointSaver:
         return _postgres_saver(text)
     if "://" in text and not text.lower().startswith("sqlite:"):
         raise CheckpointStoreError(
-            f"unsupported checkpoint URL scheme in {_redacted(text)}; "
+            f"unsupported checkpoint URL scheme in {redact_url(text)}; "
             "use a file path, sqlite:///path or postgresql://..."
         )
     return _sqlite_saver(text)

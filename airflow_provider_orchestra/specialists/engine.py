@@ -134,6 +134,18 @@ def duckdb_connection(
     return con
 
 
+def is_numeric(data_type: pa.DataType) -> bool:
+    """Whether range rules and numeric metrics apply to a column of this type. A column
+    whose type could not be inferred because it held no value (``null``, e.g. a CSV with
+    only a header) takes them too: it has nothing they could fail on."""
+    return (
+        pa.types.is_integer(data_type)
+        or pa.types.is_floating(data_type)
+        or pa.types.is_decimal(data_type)
+        or pa.types.is_null(data_type)
+    )
+
+
 def quote_ident(name: str) -> str:
     """A DuckDB identifier, quoted."""
     return '"' + name.replace('"', '""') + '"'

@@ -44,6 +44,7 @@ from langgraph.graph import StateGraph
 
 from airflow_provider_orchestra.core.errors import SourceError
 from airflow_provider_orchestra.core.models import BranchTask, IngestionOptions
+from airflow_provider_orchestra.core.outcomes import share
 from airflow_provider_orchestra.specialists.base import (
     Attempt,
     RunContext,
@@ -410,7 +411,7 @@ class StreamingIngestionSpecialist(Specialist):
             rows_rejected=len(rejected),
             rows_pending=source.pending_rows,
             record_batches=meter.batches,
-            quality=(kept / lines_in) if lines_in else 1.0,
+            quality=share(kept, lines_in),
             outputs=outputs,
             details=details,
         )

@@ -40,6 +40,7 @@ from langgraph.graph import StateGraph
 
 from airflow_provider_orchestra.core.errors import SourceError, SpecialistError
 from airflow_provider_orchestra.core.models import BranchTask
+from airflow_provider_orchestra.core.outcomes import share
 from airflow_provider_orchestra.specialists.base import (
     Attempt,
     RunContext,
@@ -316,7 +317,7 @@ class RealtimeTransformationSpecialist(Specialist):
             rows_out=main.rows,
             rows_rejected=len(source.rejected),
             record_batches=meter.batches,
-            quality=(1.0 - lost / wanted) if wanted else 1.0,
+            quality=share(wanted - lost, wanted),
             outputs=outputs,
             details={
                 "output_columns": output_columns,

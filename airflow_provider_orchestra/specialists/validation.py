@@ -33,6 +33,7 @@ that are anomalous for the column.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -44,6 +45,7 @@ from langgraph.graph import StateGraph
 
 from airflow_provider_orchestra.core.errors import SourceError
 from airflow_provider_orchestra.core.models import BranchTask, ColumnRule
+from airflow_provider_orchestra.core.outcomes import share
 from airflow_provider_orchestra.specialists.base import (
     Attempt,
     RunContext,
@@ -52,6 +54,7 @@ from airflow_provider_orchestra.specialists.base import (
 )
 from airflow_provider_orchestra.specialists.engine import (
     Meter,
+    is_numeric,
     ParquetSideWriter,
     duckdb_connection,
     open_task_source,
@@ -82,8 +85,23 @@ def critical_value(confidence: float, tests: int = 1) -> float:
     return NormalDist().inv_cdf(1.0 - alpha / 2.0)
 
 
-def _is_numeric(data_type: pa.DataType) -> bool:
-    return pa.types.is_integer(data_type) or pa.types.is_floating(data_type) or pa.types.is_decimal(data_type)
+def outside_bound(column: pa.Array, bound: int | float, *, below: bool) -> pa.Array:
+    """``column < bound`` (``below``) or ``column > bound``, compared in the column's own
+    type: an integer column is never converted to double (above 2**53 that loses the
+    difference between neighbours, and Arrow refuses it). A fractional bound on an
+    integer column is rounded inward (x < 6.5 is x < 7); a bound beyond the type's range
+    holds for every value or for none."""
+    data_type = column.type
+    if not pa.types.is_integer(data_type) or isinstance(bound, bool):
+        return pc.less(column, bound) if below else pc.greater(column, bound)
+    bits = data_type.bit_width
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if pa.types.is_signed_integer(data_type) else (0, 2**bits - 1)
+    whole = math.ceil(bound) if below else math.floor(bound)
+    if whole > high or whole < low:
+        answer = (whole > high) == below  # below a bound above every value / above one below them all
+        return pc.and_(pc.is_valid(column), pa.scalar(answer))
+    threshold = pa.scalar(whole, data_type)
+    return pc.less(column, threshold) if below else pc.greater(column, threshold)
 
 
 IN_MEMORY_DUPLICATE_KEYS = 1 << 16
@@ -187,10 +205,10 @@ class _RowChecks:
             if rule.not_null:
                 self._add(f"{rule.column}.not_null", pc.is_null(column), f"{rule.column}: null", masks, reasons)
             if rule.min is not None:
-                self._add(f"{rule.column}.min", pc.less(column, rule.min), f"{rule.column}: below min {rule.min}", masks, reasons)
+                self._add(f"{rule.column}.min", outside_bound(column, rule.min, below=True), f"{rule.column}: below min {rule.min}", masks, reasons)
             if rule.max is not None:
-                self._add(f"{rule.column}.max", pc.greater(column, rule.max), f"{rule.column}: above max {rule.max}", masks, reasons)
-            if rule.allowed is not None:
+                self._add(f"{rule.column}.max", outside_bound(column, rule.max, below=False), f"{rule.column}: above max {rule.max}", masks, reasons)
+            if rule.allowed is not None and not pa.types.is_null(column.type):  # a null is never outside
                 allowed = pa.array(rule.allowed).cast(column.type)
                 outside = pc.and_(pc.is_valid(column), pc.invert(pc.is_in(column, value_set=allowed)))
                 self._add(f"{rule.column}.allowed", outside, f"{rule.column}: not an allowed value", masks, reasons)
@@ -199,7 +217,8 @@ class _RowChecks:
         for name, stats in self.anomaly.items():
             if not stats["sd"]:
                 continue
-            values = pc.cast(batch.column(name), pa.float64())
+            # z-scores are approximate anyway: an int64 beyond 2**53 may round here.
+            values = pc.cast(batch.column(name), pa.float64(), safe=False)
             z = pc.divide(pc.abs(pc.subtract(values, stats["mean"])), stats["sd"])
             self._add(f"{name}.anomaly", pc.greater(z, stats["critical"]), f"{name}: anomaly (|z| > {stats['critical']:.3f})", masks, reasons)
         if not masks:
@@ -235,9 +254,9 @@ class BatchValidationSpecialist(Specialist):
                 problems.append(f"rule on unknown column {rule.column!r}")
                 continue
             data_type = schema.field(index).type
-            if (rule.min is not None or rule.max is not None) and not _is_numeric(data_type):
+            if (rule.min is not None or rule.max is not None) and not is_numeric(data_type):
                 problems.append(f"range rule on {rule.column!r} of non-numeric type {data_type}")
-            if rule.allowed is not None:
+            if rule.allowed is not None and not pa.types.is_null(data_type):
                 try:
                     pa.array(rule.allowed).cast(data_type)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
@@ -246,7 +265,7 @@ class BatchValidationSpecialist(Specialist):
             index = schema.get_field_index(name)
             if index < 0:
                 problems.append(f"anomaly column {name!r} is not in the source")
-            elif not _is_numeric(schema.field(index).type):
+            elif not is_numeric(schema.field(index).type):
                 problems.append(f"anomaly column {name!r} has non-numeric type {schema.field(index).type}")
         if problems:
             raise SourceError(f"wrong schema for the validation rules: {'; '.join(problems)}; columns {schema.names}")
@@ -364,7 +383,7 @@ class BatchValidationSpecialist(Specialist):
             rows_out=main.rows,
             rows_rejected=failed_rows + len(source.rejected),
             record_batches=meter.batches,
-            quality=(main.rows / rows_in) if rows_in else 1.0,
+            quality=share(main.rows, rows_in),
             outputs=outputs,
             details={
                 "rule_failures": checks.counts,

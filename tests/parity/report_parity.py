@@ -144,9 +144,11 @@ def report_view(report: FinalReport, output_root: Path) -> dict[str, Any]:
                 "successful_branches",
                 "failed_branches",
                 "cancelled_branches",
+                "empty_branches",
                 "allocated_branches",
                 "failed_branch_ids",
                 "cancelled_branch_ids",
+                "empty_branch_ids",
                 "success_rate",
                 "round",
             )

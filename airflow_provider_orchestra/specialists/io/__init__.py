@@ -1,7 +1,7 @@
 """Sources and sinks of the specialists: streaming Arrow record batches in and out of
 CSV, JSONL, Parquet files (kept under configured roots) and Postgres tables."""
 
-from airflow_provider_orchestra.specialists.io.connections import ConnectionResolver, redact, to_postgres_url
+from airflow_provider_orchestra.specialists.io.connections import ConnectionResolver, to_postgres_url
 from airflow_provider_orchestra.specialists.io.offsets import OffsetConflictError, OffsetStore
 from airflow_provider_orchestra.specialists.io.paths import (
     dataset_root_for,
@@ -54,7 +54,6 @@ __all__ = [
     "output_root_for",
     "postgres_type",
     "postgres_uri",
-    "redact",
     "rejected_table",
     "resolve_under_roots",
     "safe_name",

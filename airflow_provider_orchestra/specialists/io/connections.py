@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from airflow_provider_orchestra.core.errors import SourceError
+from airflow_provider_orchestra.core.secrets import redact_text
 
 # Query parameters psycopg understands; Airflow adds others (``__extra__``) it would reject.
 _LIBPQ_PARAMS = {
@@ -98,26 +99,25 @@ class ConnectionResolver:
     def resolve(self, conn_id: str) -> str:
         if not conn_id:
             raise SourceError("no connection id given")
+        shown = redact_text(conn_id)
+        if "://" in conn_id:
+            # A URL where a connection's name belongs: it is looked up nowhere (a lookup may
+            # log what it looked for) and shown only without its password.
+            raise SourceError(
+                f"connection id {shown!r} is a URL: a connection id names a connection (an "
+                "Airflow connection, or ORCHESTRA_CONN_<ID> in the environment) holding the URL"
+            )
         raw = self.lookup(conn_id)
         if not raw:
             raise SourceError(
-                f"unknown connection {conn_id!r}: define ORCHESTRA_CONN_{conn_id.upper()} "
-                f"or AIRFLOW_CONN_{conn_id.upper()}, or an Airflow connection of that id"
+                f"unknown connection {shown!r}: define ORCHESTRA_CONN_{shown.upper()} "
+                f"or AIRFLOW_CONN_{shown.upper()}, or an Airflow connection of that id"
             )
         try:
             return to_postgres_url(raw)
         except (ValueError, TypeError, KeyError) as exc:
             # The reason names the scheme/type only; the value itself stays out of logs.
-            raise SourceError(f"connection {conn_id!r} is not a usable Postgres connection: {exc}") from None
+            raise SourceError(f"connection {shown!r} is not a usable Postgres connection: {exc}") from None
 
     def __call__(self, conn_id: str) -> str:
         return self.resolve(conn_id)
-
-
-def redact(url: str) -> str:
-    """``postgresql://user:***@host:port/db`` for messages; never the password."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    user = f"{parts.username}:***@" if parts.password else (f"{parts.username}@" if parts.username else "")
-    return urlunsplit((parts.scheme, f"{user}{host}{port}", parts.path, "", ""))

@@ -72,7 +72,9 @@ class OffsetStore:
     @classmethod
     def for_storage(cls, storage: StorageConfig) -> OffsetStore:
         """The default store: ``<output_root>/_state/offsets.sqlite``."""
-        return cls(Path(storage.output_root).expanduser().resolve() / "_state" / "offsets.sqlite")
+        from airflow_provider_orchestra.specialists.io.paths import state_path
+
+        return cls(state_path(storage.output_root, "offsets.sqlite"))
 
     def __repr__(self) -> str:
         return f"OffsetStore({'postgres' if self._is_postgres else self._target!r})"

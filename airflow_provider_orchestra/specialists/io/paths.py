@@ -73,3 +73,18 @@ def ensure_under(path: Path, root: str | Path) -> Path:
     if not _is_under(resolved, resolved_root):
         raise SinkError(f"output path {str(path)!r} lies outside {str(resolved_root)!r}")
     return resolved
+
+
+STATE_DIR = "_state"
+
+
+def state_path(output_root: str | Path, name: str) -> Path:
+    """``<output_root>/_state/<name>``, where a run keeps its offsets, ledger and
+    checkpoints; the folder is created, and refused when it resolves outside the output
+    root (a symlink pointing away), as branch folders are."""
+    root = Path(output_root).expanduser().resolve()
+    folder = root / STATE_DIR
+    if not _is_under(folder.resolve(), root):
+        raise SinkError(f"state folder {str(folder)!r} resolves outside the output root {str(root)!r}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name

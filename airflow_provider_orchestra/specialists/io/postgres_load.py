@@ -34,6 +34,7 @@ import pyarrow.csv as pacsv
 
 from airflow_provider_orchestra.core.errors import SinkError
 from airflow_provider_orchestra.core.models import WRITE_RESERVED_COLUMNS, OutputDescriptor, WriteMode
+from airflow_provider_orchestra.core.secrets import redact_text
 from airflow_provider_orchestra.specialists.io.sinks import WRITE_ERRORS, conformed, plain_schema
 from airflow_provider_orchestra.specialists.io.types import columns_of
 from airflow_provider_orchestra.specialists.io.write_modes import duplicate_key_error, null_key_error
@@ -321,7 +322,7 @@ def _cancel_on_interrupt(conn: Any) -> Iterator[None]:
 def _table_uri(url: str, conn_id: str | None, target: LoadTarget, run_id: str, branch_id: str) -> str:
     query = urlencode({"run_id": run_id, "branch_id": branch_id})
     if conn_id:
-        return f"postgres://{conn_id}/{target.where}?{query}"
+        return f"postgres://{redact_text(conn_id)}/{target.where}?{query}"
     parts = urlsplit(url)
     port = f":{parts.port}" if parts.port else ""
     return f"postgresql://{parts.hostname or ''}{port}{parts.path}/{target.where}?{query}"

@@ -48,6 +48,13 @@ def test_a_missing_named_connection_is_an_error(monkeypatch):
         AgentFactoryHook("factory_typo").ledger_url()
 
 
+def test_a_url_given_as_the_factory_connection_id_is_refused_without_its_password():
+    hook = AgentFactoryHook("postgresql://postgres:s3cretPW@127.0.0.1:5432/test")
+    with pytest.raises(Exception, match="is a URL") as info:
+        hook.settings
+    assert "s3cretPW" not in str(info.value) and "postgres:***@" in str(info.value)
+
+
 def test_connection_extras_set_ledger_capacity_and_template_set(tmp_path, monkeypatch):
     ledger = tmp_path / "ledger.sqlite"
     factory_connection(

@@ -84,10 +84,17 @@ def happy(home: AirflowHome):
 
 
 def empty_routes(home: AirflowHome):
+    """Two specialists get no branch; and one validation branch reads a CSV holding only
+    its header (an empty input: its branch ends ``empty``, not perfect)."""
     conf = base_conf(home)
     conf["batches"] = [
         b for b in conf["batches"] if b["batch_id"] not in ("orders_transform", "product_status_summary")
     ]
+    header = (home.data / "orders.csv").read_text().splitlines()[0]
+    (home.data / "orders_none.csv").write_text(header + "\n")
+    no_orders = copy.deepcopy(batch(conf, "orders_validation"))
+    no_orders.update(batch_id="orders_none", source={"kind": "csv", "path": "orders_none.csv"})
+    conf["batches"].append(no_orders)
     conf["sync_points"] = {}
     return "orchestra_check", conf
 
@@ -208,17 +215,25 @@ def test_happy_path_runs_all_five_specialists_and_emits_the_asset(runs):
     assert_later_rounds_skipped(run)
 
 
-def test_an_empty_specialist_list_is_skipped(runs):
+def test_an_empty_specialist_list_is_skipped_and_an_empty_input_is_named_not_merged(runs):
     run = finished(runs, "empty_routes")
     assert run.state == "success", run.log[-6000:]
     assert run.states(f"round_1.{GAMMA}") == {-1: "skipped"}
     assert run.states(f"round_1.{SECONDARY}") == {-1: "skipped"}
-    for name in (ALPHA, BETA, PRIMARY):
+    for name in (ALPHA, PRIMARY):
         assert run.states(f"round_1.{name}") == {0: "success"}
+    # The empty branch's task ends well (it read its whole input), so it completes the sync point.
+    assert run.states(f"round_1.{BETA}") == {0: "success", 1: "success"}
     assert run.xcom(f"round_1.route_{GAMMA}") == []
     report = run.manifest()
     assert report["merge"]["categories"]["transformation"]["status"] == "no_transformation_data"
-    assert report["merge"]["allocated_branches"] == 3
+    assert report["merge"]["allocated_branches"] == 4
+    assert report["merge"]["empty_branch_ids"] == ["orders_none"]
+    assert report["merge"]["successful_branches"] == 3 and report["merge"]["success_rate"] == 0.75
+    assert report["merge"]["categories"]["validation"]["source_attribution"].keys() == {"orders_validation"}
+    empty = next(b for b in report["branches"] if b["branch_id"] == "orders_none")
+    assert (empty["status"], empty["metrics"]["rows_in"], empty["metrics"]["quality"]) == ("empty", 0, 0.0)
+    assert report["status"] == "approved"
 
 
 def test_a_branch_failing_after_its_retries_leaves_the_run_successful_and_named(runs):

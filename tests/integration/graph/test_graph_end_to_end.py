@@ -158,3 +158,28 @@ def test_a_thread_id_being_run_is_refused_to_a_second_run_or_resume(data_dir, ou
     # Once it ended the thread id is free again: resuming reports the finished run.
     again = resume_workflow("busy-1", checkpoint=store, factory=other)
     assert again.status == "approved" and again.report.run_id == outcome.report.run_id
+
+
+def test_an_empty_input_ends_its_branch_empty_named_and_left_out_of_the_merge(data_dir, output_dir, factory):
+    write_csv(data_dir / "orders.csv", 200)
+    header = (data_dir / "orders.csv").read_text().splitlines()[0]
+    (data_dir / "none.csv").write_text(header + "\n")
+    batches = [validation_batch(f"orders_{i}", "orders.csv") for i in range(3)] + [validation_batch("orders_none", "none.csv")]
+    events = EventLog()
+
+    outcome = run_workflow(
+        workflow_config([data_dir], output_dir, batches), checkpoint=InMemorySaver(), thread_id="empty-1",
+        factory=factory, on_event=events.append,
+    )
+
+    report = outcome.report
+    empty = next(b for b in report.branches if b.branch_id == "orders_none")
+    assert (empty.status, empty.metrics.rows_in, empty.metrics.quality) == ("empty", 0, 0.0)
+    assert events.branch("orders_none", "finished")[0]["status"] == "empty"
+    assert report.merge.empty_branch_ids == ["orders_none"]
+    assert (report.merge.successful_branches, report.merge.success_rate) == (3, 0.75)
+    assert "orders_none" not in report.merge.categories["validation"].source_attribution
+    # It completed its sync point (no waiting for it), and the run is approved without its data.
+    sync = next(e for e in report.timeline if e["event"] == "synchronization_checkpoint")
+    assert sync["progress"] == 1.0
+    assert report.status == "approved" and report.rounds == 1

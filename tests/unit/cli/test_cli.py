@@ -235,3 +235,12 @@ def test_workflow_not_approved_exits_1_with_the_reason(tmp_path):
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["status"] == "critical_failure"
     assert proc.stderr.strip().splitlines()[-1].startswith("orchestra: workflow ended critical_failure: ")
+
+
+def test_a_config_nested_too_deep_to_read_is_a_one_line_error_naming_the_file(tmp_path: Path):
+    from airflow_provider_orchestra.cli import CliError, read_config_file
+
+    path = tmp_path / "deep.yaml"
+    path.write_text("sync_points: " + "[" * 3_000 + "]" * 3_000 + "\n")  # past Python's recursion limit
+    with pytest.raises(CliError, match=rf"config file {path} nests deeper than it can be read"):
+        read_config_file(str(path))

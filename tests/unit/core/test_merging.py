@@ -1,7 +1,9 @@
 import pytest
 
 from airflow_provider_orchestra.core.merging import branch_weight, latest_results, merge_results, time_factor
-from airflow_provider_orchestra.core.models import BranchMetrics, BranchResult, OutputDescriptor
+from airflow_provider_orchestra.core.flow import observed_outcomes
+from airflow_provider_orchestra.core.models import BranchMetrics, BranchResult, OutputDescriptor, QualityGatePolicy
+from airflow_provider_orchestra.core.quality_gate import decide
 
 SPECIALIST = {
     "ingestion": "data_ingestion_branch_alpha",
@@ -114,3 +116,30 @@ def test_failed_and_cancelled_branches_are_counted_as_they_are_named():
     assert report.failed_branch_ids == ["b"] and report.failed_branches == 1
     assert report.cancelled_branch_ids == ["c", "d"] and report.cancelled_branches == 2
     assert report.successful_branches + report.failed_branches + report.cancelled_branches == 4
+
+
+def test_an_empty_branch_is_named_and_can_neither_lift_nor_drag_a_category():
+    """core.outcomes: a branch that read no row is not a success and enters no category."""
+    results = [
+        result("a", "ingestion", 0.6, 1),
+        result("b", "ingestion", 0.0, 1, status="empty"),
+        result("c", "aggregation", 0.0, 1, status="empty"),
+    ]
+    report = merge_results(results, allocated=3)
+    assert report.empty_branch_ids == ["b", "c"] and report.empty_branches == 2
+    assert (report.successful_branches, report.failed_branches) == (1, 0)
+    assert report.categories["ingestion"].quality_score == pytest.approx(0.6)
+    assert report.categories["ingestion"].sources_count == 1
+    assert report.categories["aggregation"].status == "no_aggregation_data"
+    assert report.success_rate == pytest.approx(1 / 3)
+
+
+def test_no_success_but_empty_branches_is_a_critical_failure_that_names_them():
+    report = merge_results([result("b", "ingestion", 0.0, 1, status="empty")], allocated=1)
+    gate = decide(report, QualityGatePolicy(), round=1, iteration_limit=3)
+    assert (gate.decision, gate.reason) == ("critical_failure", "no branch succeeded (b read no row)")
+
+
+def test_an_empty_branch_completes_its_sync_point():
+    succeeded, failed = observed_outcomes(["a", "b"], (), {"a": "empty", "b": "failed"}, pending=())
+    assert (succeeded, failed) == ({"a"}, {"b"})

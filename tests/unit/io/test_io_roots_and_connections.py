@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from io_test_support import write_csv_file
 
-from airflow_provider_orchestra.core.errors import SourceError
+from airflow_provider_orchestra.core.errors import ConfigError, SinkError, SourceError
+from airflow_provider_orchestra.core.secrets import redact_text, redact_url
 from airflow_provider_orchestra.core.models import SourceRef, StorageConfig
 from airflow_provider_orchestra.specialists.io import (
     ConnectionResolver,
@@ -18,6 +19,8 @@ from airflow_provider_orchestra.specialists.io import (
     resolve_under_roots,
     safe_name,
 )
+from airflow_provider_orchestra.specialists.io.offsets import OffsetStore
+from airflow_provider_orchestra.specialists.io.paths import state_path
 
 
 def test_relative_path_resolves_under_root(data_root: Path, roots: list[str]):
@@ -136,3 +139,79 @@ def test_branch_outputs_and_the_integrated_manifest_share_the_run_folder(tmp_pat
     manifest = integrated_output_path(tmp_path, "wf", run_id)
     assert branch_dir.parent == manifest.parent.resolve()
     assert ":" not in manifest.parent.name
+
+
+SECRET_URL = "postgresql://postgres:s3cretPW@127.0.0.1:5432/test"
+
+
+def test_a_url_given_as_a_connection_id_is_refused_without_its_password(caplog: pytest.LogCaptureFixture):
+    with caplog.at_level(logging.DEBUG), pytest.raises(SourceError) as info:
+        ConnectionResolver(environ={}).resolve(SECRET_URL)
+    message = str(info.value)
+    assert "s3cretPW" not in message and "s3cretPW" not in caplog.text
+    assert "postgresql://postgres:***@127.0.0.1:5432/test" in message and "is a URL" in message
+    ref = SourceRef(kind="postgres", table="orders", conn_id=SECRET_URL)
+    with pytest.raises(SourceError) as info:
+        open_source(ref, roots=[], batch_rows=10)
+    assert "s3cretPW" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (SECRET_URL, "postgresql://postgres:***@127.0.0.1:5432/test"),
+        ("user:p@ss:w0rd in postgres://me:p@ss:w0rd@db/x", "user:p@ss:w0rd in postgres://me:***@db/x"),
+        ("postgresql://db/x?sslmode=require&password=hunter2", "postgresql://db/x?sslmode=require&password=***"),
+        ("warehouse", "warehouse"),
+        ("http://host:8080/path", "http://host:8080/path"),
+    ],
+)
+def test_redact_text_masks_every_password_of_a_url_in_free_text(text: str, shown: str):
+    assert redact_text(text) == shown
+
+
+def test_redact_url_masks_userinfo_and_query_passwords():
+    assert redact_url("postgresql://u:pw@db:5432/x?password=pw2&sslmode=disable") == (
+        "postgresql://u:***@db:5432/x?password=***&sslmode=disable"
+    )
+
+
+def test_ids_longer_than_a_file_name_become_bounded_distinct_folders(tmp_path: Path):
+    storage = StorageConfig(output_root=str(tmp_path / "out"))
+    long_ids = ["t" * 300, "t" * 299 + "u", "thread/" + "x" * 400]
+    folders = [output_root_for(storage, "wf", run_id, "orders") for run_id in long_ids]
+    for folder in folders:
+        folder.mkdir(parents=True)  # a name over 255 bytes would fail here
+        assert len(folder.parent.name) <= 109
+    assert len({f.parent.name for f in folders}) == 3
+    assert safe_name("short_id") == "short_id"
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"storage": {"output_root": "out\x00put"}}, "storage.output_root"),
+        ({"storage": {"data_roots": ["data", "da\x00ta"]}}, "storage.data_roots.1"),
+        ({"source": {"kind": "csv", "path": "a\x00.csv"}}, "batches.0.source.path"),
+    ],
+)
+def test_a_nul_byte_in_a_storage_path_is_refused_naming_the_field(config: dict, field: str):
+    from airflow_provider_orchestra.core.models import parse_config
+
+    batch = {"batch_id": "b", "type": "data_ingestion", "source": config.pop("source", {"kind": "csv", "path": "b.csv"})}
+    with pytest.raises(ConfigError, match="NUL byte") as info:
+        parse_config({"batches": [batch], **config})
+    assert info.value.fields == [field]
+
+
+def test_a_state_folder_symlinked_out_of_the_output_root_is_refused(tmp_path: Path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "_state").symlink_to(outside)
+    storage = StorageConfig(output_root=str(tmp_path / "out"))
+    with pytest.raises(SinkError, match="_state.*resolves outside the output root"):
+        OffsetStore.for_storage(storage)
+    with pytest.raises(SinkError, match="resolves outside"):
+        state_path(tmp_path / "out", "ledger.sqlite")
+    assert list(outside.iterdir()) == []

@@ -103,10 +103,10 @@ def test_second_run_reads_only_new_records_and_judges_them_against_the_stored_wa
     assert read_parquet(output(again)).column("id").to_pylist() == on_time
     assert output(again).checksum == output(second).checksum
 
-    # Nothing new: an empty output with the same columns, vacuous quality.
+    # Nothing new: an empty output with the same columns, and an empty branch - not a perfect one.
     third = run_specialist_directly(make_task(tmp_path, batch(), run_id="run-3"))
-    assert third.status == "success", third.error
-    assert (third.metrics.rows_in, third.metrics.rows_out, third.metrics.quality) == (0, 0, 1.0)
+    assert third.status == "empty", third.error
+    assert (third.metrics.rows_in, third.metrics.rows_out, third.metrics.quality) == (0, 0, 0.0)
     assert read_parquet(output(third)).column_names == ["id", "ts", "value"]
 
 

@@ -322,9 +322,11 @@ class JsonlSource(FileSource):
     def _probe_schema(self) -> pa.Schema:
         typed = {k: v for k, v in self._expected.items() if v is not None}
         first_line = 1
+        malformed = 0
         for offset, block in self._blocks():
-            table, _ = self._parse_block(block, offset, first_line, None)
+            table, rejected = self._parse_block(block, offset, first_line, None)
             first_line += block.count(b"\n")
+            malformed += len(rejected)
             if table is None or table.num_rows == 0:
                 continue
             fields = []
@@ -334,8 +336,11 @@ class JsonlSource(FileSource):
                     data_type = pa.string()
                 fields.append(pa.field(field.name, data_type))
             return check_schema(pa.schema(fields), self._expected, str(self.path))
-        if first_line > 1 and self._start == 0:
+        if malformed and self._start == 0:
             raise SourceError(f"{str(self.path)!r}: every line is malformed; nothing to read")
+        if self._start == 0 and not self.tail:
+            # Like an empty file: no record, so no column either.
+            raise SourceError(f"{str(self.path)!r} holds no record (blank lines only)")
         # Nothing new to read (an incremental read at the end of the file): the declared
         # types are all we know.
         return pa.schema(list(typed.items()))

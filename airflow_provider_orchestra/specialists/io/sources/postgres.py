@@ -12,6 +12,7 @@ import pyarrow.csv as pacsv
 
 from airflow_provider_orchestra.core.errors import SourceError
 from airflow_provider_orchestra.core.models import SourceRef
+from airflow_provider_orchestra.core.secrets import redact_text
 from airflow_provider_orchestra.specialists.io.sources.base import MAX_BLOCK, MIN_BLOCK, RecordBatchSource
 from airflow_provider_orchestra.specialists.io.types import ExpectedColumns, check_schema, conform, normalise_expected
 
@@ -91,7 +92,7 @@ class PostgresSource(RecordBatchSource):
         self.schema = check_schema(pa.schema(self._columns), normalise_expected(expected), self._where())
 
     def _where(self) -> str:
-        return f"table {self.ref.db_schema}.{self.ref.table} (connection {self.ref.conn_id!r})"
+        return f"table {self.ref.db_schema}.{self.ref.table} (connection {redact_text(self.ref.conn_id or '')!r})"
 
     def _connect(self) -> Any:
         import psycopg
@@ -100,7 +101,7 @@ class PostgresSource(RecordBatchSource):
             return psycopg.connect(self._url, connect_timeout=10, application_name="orchestra-source")
         except psycopg.Error as exc:
             raise SourceError(
-                f"cannot connect through connection {self.ref.conn_id!r}: {type(exc).__name__}"
+                f"cannot connect through connection {redact_text(self.ref.conn_id or '')!r}: {type(exc).__name__}"
             ) from None
 
     def _describe_columns(self) -> list[tuple[str, pa.DataType]]:
@@ -207,4 +208,4 @@ class PostgresSource(RecordBatchSource):
 
 def postgres_uri(ref: SourceRef) -> str:
     """A credential-free URI naming a table by connection id."""
-    return f"postgres://{ref.conn_id}/{ref.db_schema}.{ref.table}"
+    return f"postgres://{redact_text(ref.conn_id or '')}/{ref.db_schema}.{ref.table}"
