@@ -20,7 +20,7 @@ from airflow_provider_orchestra.core.models import BranchResult, FinalReport, Me
 FLOAT_TOLERANCE = 1e-12
 FIXED_EXECUTION_SECONDS = 60.0  # any fixed value does: it only has to be the same for every branch
 
-BRANCH_METRICS = ("rows_in", "rows_out", "rows_rejected", "record_batches", "quality", "iterations")
+BRANCH_METRICS = ("rows_in", "rows_out", "rows_rejected", "rows_pending", "record_batches", "quality", "iterations")
 TIMING_KEYS = frozenset({"seconds"})  # per-attempt wall time inside result details
 
 

@@ -330,6 +330,10 @@ def test_csv_rows_that_are_not_utf8_are_rejected_and_columns_stay_text(where: st
     [rejected] = source.rejected
     assert rejected.reason == f"invalid UTF-8: data row {bad + 1}: column 'group'"
     assert rejected.raw == f"{bad},caf\ufffd"
+    # Measuring it (only the first column, as text) counts that row too, and does not fail.
+    (data_root / "latin_first.csv").write_bytes(b"group,id\ncaf\xe9,1\ntea,2\n")
+    batch = BatchSpec(batch_id="latin", type="data_ingestion", source=_ref("csv", "latin_first.csv"))
+    assert describe_source(batch, roots=roots).rows == 2
 
 
 def test_parquet_strings_that_are_not_utf8_are_rejected(data_root: Path, roots: list[str]):

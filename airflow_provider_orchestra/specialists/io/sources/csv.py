@@ -158,7 +158,7 @@ class CsvSource(FileSource):
             read_options=pacsv.ReadOptions(block_size=MAX_BLOCK),
             parse_options=pacsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
             convert_options=pacsv.ConvertOptions(
-                include_columns=[first_column], column_types={first_column: pa.string()}
+                include_columns=[first_column], column_types={first_column: pa.string()}, check_utf8=False
             ),
         )
         return sum(batch.num_rows for batch in reader)
